@@ -1,0 +1,492 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=False
+"""The compiled core of fastloss: a thin binding to the C drivers.
+
+Two layers:
+  * ``ew_call`` and friends: take arrays that the Python layer (``_api``)
+    has already checked, cast and broadcast, coalesce their dimensions and
+    call the C driver with the GIL released.
+  * ``Loss``: the public loss object.  Its methods handle the common
+    trainer's call (contiguous arrays of one float dtype and one shape, full
+    or no reduction, optional ``out=``) without touching Python-level
+    machinery, and hand every other call to ``_api.run``.
+"""
+cimport numpy as cnp
+from cpython.dict cimport PyDict_Next
+from cpython.object cimport PyObject
+from libc.string cimport memset
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Scalar(void *data, void *descr, object base)
+
+cdef extern from "fastloss.h" nogil:
+    ctypedef Py_ssize_t fl_idx
+    enum:
+        FL_MAXDIM
+        FL_F32
+        FL_F64
+        FL_SUM
+        FL_VAL
+        FL_GRAD
+        FL_HESS
+        FL_EW_NKERNELS
+    ctypedef struct fl_params:
+        double a, b, c, d
+    ctypedef struct fl_ew_args:
+        int ndim
+        fl_idx shape[FL_MAXDIM]
+        const void *p
+        fl_idx sp[FL_MAXDIM]
+        const void *t
+        fl_idx st[FL_MAXDIM]
+        const void *w
+        fl_idx sw[FL_MAXDIM]
+        const void *x
+        fl_idx sx[FL_MAXDIM]
+        void *val
+        void *grad
+        void *hess
+        double scale
+    double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
+                     const fl_ew_args *a, int nthreads)
+    const char *fl_ew_kernel_name(int k)
+    void fl_set_global_threads(int n)
+    int fl_get_global_threads()
+    void fl_set_thread_override(int n)
+    int fl_get_thread_override()
+    int fl_resolve_threads(int requested)
+    int fl_have_openmp()
+    int fl_openmp_version()
+    const char *fl_simd_level()
+    void fl_probe_f32(const float *a, const float *b, float *o, fl_idx n, int nthreads)
+    void fl_probe_f64(const double *a, const double *b, double *o, fl_idx n, int nthreads)
+
+MODE_SUM = FL_SUM
+MODE_VAL = FL_VAL
+MODE_GRAD = FL_GRAD
+MODE_HESS = FL_HESS
+
+# method codes shared with _api
+VALUE = 0
+GRAD = 1
+VALUE_AND_GRAD = 2
+HESSIAN = 3
+
+EW_KERNELS = {fl_ew_kernel_name(k).decode(): k for k in range(FL_EW_NKERNELS)}
+
+
+# ---------------------------------------------------------------- threads
+
+def set_global_threads(int n):
+    fl_set_global_threads(n)
+
+def get_global_threads():
+    return fl_get_global_threads()
+
+def set_thread_override(int n):
+    fl_set_thread_override(n)
+
+def get_thread_override():
+    return fl_get_thread_override()
+
+def resolve_threads(int requested=0):
+    return fl_resolve_threads(requested)
+
+def have_openmp():
+    return bool(fl_have_openmp())
+
+def openmp_version():
+    return fl_openmp_version()
+
+def simd_level():
+    return fl_simd_level().decode()
+
+
+# ---------------------------------------------------------------- arrays
+
+cdef int _dtype_code(cnp.ndarray a) except -1:
+    cdef int tn = cnp.PyArray_TYPE(a)
+    if tn == cnp.NPY_FLOAT:
+        return FL_F32
+    if tn == cnp.NPY_DOUBLE:
+        return FL_F64
+    raise TypeError("internal: kernels take float32 or float64 arrays")
+
+
+cdef int _element_strides(cnp.ndarray a, int nd, fl_idx *out) except -1:
+    """Strides of a in elements; a must be aligned (the caller ensures it)."""
+    cdef int k
+    cdef fl_idx isz = cnp.PyArray_ITEMSIZE(a)
+    cdef cnp.npy_intp *st = cnp.PyArray_STRIDES(a)
+    for k in range(nd):
+        if st[k] % isz:
+            raise ValueError("internal: misaligned stride")
+        out[k] = st[k] // isz
+    return 0
+
+
+cdef void _coalesce(fl_ew_args *a, int nops) noexcept nogil:
+    """Drop length-1 dimensions and merge neighbours that every operand (and
+    the C-contiguous outputs) walks as one: fewer, longer inner loops."""
+    cdef fl_idx *strides[4]
+    strides[0] = a.sp
+    strides[1] = a.st
+    strides[2] = a.sw
+    strides[3] = a.sx
+    cdef int k, j, m = 0, ok
+    # drop length-1 dims (keep at least one)
+    for k in range(a.ndim):
+        if a.shape[k] != 1:
+            a.shape[m] = a.shape[k]
+            for j in range(nops):
+                strides[j][m] = strides[j][k]
+            m += 1
+    if m == 0:
+        a.shape[0] = 1
+        for j in range(nops):
+            strides[j][0] = 0
+        m = 1
+    a.ndim = m
+    # merge dim k into k+1 (from the right) when strides chain
+    m = 0
+    for k in range(1, a.ndim):
+        ok = 1
+        for j in range(nops):
+            if strides[j][m] != strides[j][k] * a.shape[k]:
+                ok = 0
+                break
+        if ok:
+            a.shape[m] *= a.shape[k]
+            for j in range(nops):
+                strides[j][m] = strides[j][k]
+        else:
+            m += 1
+            a.shape[m] = a.shape[k]
+            for j in range(nops):
+                strides[j][m] = strides[j][k]
+    a.ndim = m + 1
+
+
+def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
+            object w, object x, object val, object grad, object hess,
+            double scale, int nthreads):
+    """Run one elementwise kernel.  p, t (and w, x when given) have one shape
+    and the compute dtype; val/grad/hess are C-contiguous of that shape and
+    dtype or None.  Returns the weighted sum when mode has MODE_SUM."""
+    cdef fl_ew_args a
+    cdef fl_params prm
+    cdef int nd = cnp.PyArray_NDIM(p), k
+    cdef int dt = _dtype_code(p)
+    cdef cnp.ndarray arr
+    cdef double res
+    if nd > FL_MAXDIM:
+        raise ValueError("too many dimensions")
+    prm.a, prm.b, prm.c, prm.d = params
+    memset(&a, 0, sizeof(a))
+    a.ndim = nd
+    for k in range(nd):
+        a.shape[k] = cnp.PyArray_DIMS(p)[k]
+    _element_strides(p, nd, a.sp)
+    a.p = cnp.PyArray_DATA(p)
+    _element_strides(t, nd, a.st)
+    a.t = cnp.PyArray_DATA(t)
+    if w is not None:
+        arr = w
+        _element_strides(arr, nd, a.sw)
+        a.w = cnp.PyArray_DATA(arr)
+    if x is not None:
+        arr = x
+        _element_strides(arr, nd, a.sx)
+        a.x = cnp.PyArray_DATA(arr)
+    if val is not None:
+        a.val = cnp.PyArray_DATA(<cnp.ndarray>val)
+    if grad is not None:
+        a.grad = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if hess is not None:
+        a.hess = cnp.PyArray_DATA(<cnp.ndarray>hess)
+    a.scale = scale
+    nthreads = fl_resolve_threads(nthreads)
+    with nogil:
+        _coalesce(&a, 4)
+        res = fl_ew_run(dt, kernel, mode, &prm, &a, nthreads)
+    return res
+
+
+def probe(cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads=0):
+    """The bandwidth roofline loop: out = a - b over contiguous arrays."""
+    cdef fl_idx n = cnp.PyArray_SIZE(out)
+    if not (cnp.PyArray_ISCARRAY_RO(a) and cnp.PyArray_ISCARRAY_RO(b)
+            and cnp.PyArray_ISCARRAY(out)):
+        raise ValueError("probe needs C-contiguous arrays")
+    if cnp.PyArray_SIZE(a) != n or cnp.PyArray_SIZE(b) != n:
+        raise ValueError("probe needs arrays of one size")
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(out) or cnp.PyArray_TYPE(b) != cnp.PyArray_TYPE(out):
+        raise TypeError("probe needs arrays of one dtype")
+    cdef int dt = _dtype_code(out)
+    cdef void *pa = cnp.PyArray_DATA(a)
+    cdef void *pb = cnp.PyArray_DATA(b)
+    cdef void *po = cnp.PyArray_DATA(out)
+    nthreads = fl_resolve_threads(nthreads)
+    with nogil:
+        if dt == FL_F32:
+            fl_probe_f32(<float *>pa, <float *>pb, <float *>po, n, nthreads)
+        else:
+            fl_probe_f64(<double *>pa, <double *>pb, <double *>po, n, nthreads)
+
+
+# ---------------------------------------------------------------- Loss
+
+cdef object _slow_path = None
+
+def set_slow_path(func):
+    """_api registers its generic implementation here at import."""
+    global _slow_path
+    _slow_path = func
+
+cdef object _MISS = object()
+cdef object _S_OUT = "out"
+cdef object _S_RED = "reduction"
+cdef object _S_NT = "n_threads"
+cdef object _S_SW = "sample_weight"
+cdef object _S_AX = "axis"
+cdef object _S_MEAN = "mean"
+cdef object _S_SUM = "sum"
+cdef object _S_NONE = "none"
+
+
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Whether two C-contiguous arrays share bytes."""
+    cdef char *a0 = <char *>cnp.PyArray_DATA(a)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    cdef char *a1 = a0 + cnp.PyArray_NBYTES(a)
+    cdef char *b1 = b0 + cnp.PyArray_NBYTES(b)
+    return a0 < b1 and b0 < a1
+
+
+cdef class Loss:
+    """A loss function: call it for the value; ``.grad``, ``.value_and_grad``
+    and ``.hessian`` for derivatives with respect to ``y_pred``;
+    ``.reference`` for the pure-NumPy reference with the same signature.
+
+    Instances are made from the table in ``fastloss._table``; see
+    ``fastloss.losses``.
+    """
+    cdef readonly str name
+    cdef readonly object spec
+    cdef readonly object reference
+    cdef readonly str family
+    cdef int kernel          # elementwise kernel id for the fast path, -1: none
+    cdef fl_params dparams   # default parameters, packed
+    cdef object pack_params  # spec.pack_fast(kwargs) -> params tuple or None
+
+    def __init__(self, spec, reference=None):
+        self.name = spec.name
+        self.spec = spec
+        self.family = spec.family
+        self.reference = reference
+        self.kernel = spec.fast_kernel
+        self.pack_params = spec.pack_fast
+        if self.kernel >= 0:
+            self.dparams.a, self.dparams.b, self.dparams.c, self.dparams.d = spec.pack_fast({})
+        else:
+            self.kernel = -1
+
+    def __repr__(self):
+        return f"<fastloss.Loss {self.name}>"
+
+    def __reduce__(self):
+        return (_get_loss, (self.name,))
+
+    def __call__(self, y_pred, y_true, **kwargs):
+        r = self._fast(VALUE, y_pred, y_true, kwargs)
+        if r is _MISS:
+            return _slow_path(self, VALUE, y_pred, y_true, kwargs)
+        return r
+
+    def grad(self, y_pred, y_true, **kwargs):
+        """d(value)/d(y_pred): the vector-Jacobian product of the returned
+        value with ones, of y_pred's shape and compute dtype."""
+        r = self._fast(GRAD, y_pred, y_true, kwargs)
+        if r is _MISS:
+            return _slow_path(self, GRAD, y_pred, y_true, kwargs)
+        return r
+
+    def value_and_grad(self, y_pred, y_true, **kwargs):
+        """``(value, grad)`` computed in one fused pass over memory."""
+        r = self._fast(VALUE_AND_GRAD, y_pred, y_true, kwargs)
+        if r is _MISS:
+            return _slow_path(self, VALUE_AND_GRAD, y_pred, y_true, kwargs)
+        return r
+
+    def hessian(self, y_pred, y_true, **kwargs):
+        """The diagonal of the Hessian of the value with respect to y_pred,
+        scaled as ``grad`` is."""
+        r = self._fast(HESSIAN, y_pred, y_true, kwargs)
+        if r is _MISS:
+            return _slow_path(self, HESSIAN, y_pred, y_true, kwargs)
+        return r
+
+    cdef object _fast(self, int method, object y_pred, object y_true, dict kwargs):
+        """The trainer's call without Python-level machinery, or _MISS.
+
+        Taken when y_pred and y_true are C-contiguous aligned native
+        float32/float64 ndarrays of one dtype and shape with at least one
+        element, no weights or axis, and ``out`` (if any) is a fitting
+        buffer that overlaps neither input.  Anything else -- including
+        every error -- goes to the generic path, which checks and reports."""
+        if self.kernel < 0:
+            return _MISS
+        if type(y_pred) is not cnp.ndarray or type(y_true) is not cnp.ndarray:
+            return _MISS
+        cdef cnp.ndarray p = <cnp.ndarray>y_pred
+        cdef cnp.ndarray t = <cnp.ndarray>y_true
+        cdef int tn = cnp.PyArray_TYPE(p)
+        if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or cnp.PyArray_TYPE(t) != tn:
+            return _MISS
+        if not (cnp.PyArray_ISCARRAY_RO(p) and cnp.PyArray_ISCARRAY_RO(t)
+                and cnp.PyArray_ISNOTSWAPPED(p) and cnp.PyArray_ISNOTSWAPPED(t)):
+            return _MISS
+        cdef int nd = cnp.PyArray_NDIM(p), k
+        if cnp.PyArray_NDIM(t) != nd:
+            return _MISS
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(p)
+        cdef cnp.npy_intp *tdims = cnp.PyArray_DIMS(t)
+        for k in range(nd):
+            if dims[k] != tdims[k]:
+                return _MISS
+        cdef fl_idx n = cnp.PyArray_SIZE(p)
+        if n == 0:
+            return _MISS
+
+        cdef int reduction = 0           # 0 mean, 1 sum, 2 none
+        cdef int nthreads = 0
+        cdef object out = None
+        cdef fl_params prm = self.dparams
+        cdef bint has_params = False
+        cdef PyObject *pk
+        cdef PyObject *pv
+        cdef Py_ssize_t pos = 0
+        if kwargs:
+            while PyDict_Next(kwargs, &pos, &pk, &pv):
+                key = <object>pk
+                v = <object>pv
+                if key == _S_OUT:
+                    out = v
+                elif key == _S_RED:
+                    if v == _S_MEAN:
+                        reduction = 0
+                    elif v == _S_SUM:
+                        reduction = 1
+                    elif v == _S_NONE:
+                        reduction = 2
+                    else:
+                        return _MISS
+                elif key == _S_NT:
+                    if v is None:
+                        pass
+                    elif type(v) is int and v >= 1:
+                        nthreads = v
+                    else:
+                        return _MISS
+                elif key == _S_SW or key == _S_AX:
+                    if v is not None:
+                        return _MISS
+                else:
+                    has_params = True
+            if has_params:
+                packed = self.pack_params(kwargs)   # raises on a bad value
+                if packed is None:
+                    return _MISS
+                prm.a, prm.b, prm.c, prm.d = packed
+
+        cdef cnp.ndarray o
+        if out is not None:
+            if method == VALUE or type(out) is not cnp.ndarray:
+                return _MISS
+            o = <cnp.ndarray>out
+            if (cnp.PyArray_TYPE(o) != tn or not cnp.PyArray_ISCARRAY(o)
+                    or not cnp.PyArray_ISNOTSWAPPED(o) or cnp.PyArray_NDIM(o) != nd):
+                return _MISS
+            for k in range(nd):
+                if cnp.PyArray_DIMS(o)[k] != dims[k]:
+                    return _MISS
+            if _overlaps(o, p) or _overlaps(o, t):
+                return _MISS
+
+        cdef int mode
+        cdef double scale = 1.0 / <double>n if reduction == 0 else 1.0
+        cdef object val = None
+        cdef object deriv = None
+        if method == VALUE:
+            mode = FL_VAL if reduction == 2 else FL_SUM
+        elif method == GRAD:
+            mode = FL_GRAD
+        elif method == VALUE_AND_GRAD:
+            mode = (FL_VAL if reduction == 2 else FL_SUM) | FL_GRAD
+        else:
+            mode = FL_HESS
+        if mode & FL_VAL:
+            val = cnp.PyArray_EMPTY(nd, dims, tn, 0)
+        if method != VALUE:
+            deriv = out if out is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
+
+        cdef fl_ew_args a
+        a.ndim = 1
+        a.shape[0] = n
+        a.p = cnp.PyArray_DATA(p)
+        a.sp[0] = 1
+        a.t = cnp.PyArray_DATA(t)
+        a.st[0] = 1
+        a.w = NULL
+        a.x = NULL
+        a.sw[0] = 0
+        a.sx[0] = 0
+        a.val = cnp.PyArray_DATA(<cnp.ndarray>val) if val is not None else NULL
+        a.grad = NULL
+        a.hess = NULL
+        if deriv is not None:
+            if method == HESSIAN:
+                a.hess = cnp.PyArray_DATA(<cnp.ndarray>deriv)
+            else:
+                a.grad = cnp.PyArray_DATA(<cnp.ndarray>deriv)
+        a.scale = scale
+        cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
+        cdef int kern = self.kernel
+        cdef double s
+        cdef float sf
+        nthreads = fl_resolve_threads(nthreads)
+        if n >= 16384:
+            with nogil:
+                s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
+        else:
+            s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
+
+        if method == GRAD or method == HESSIAN:
+            return deriv
+        if reduction == 2:
+            value = val
+        else:
+            if reduction == 0:
+                s = s / <double>n
+            if dt == FL_F32:
+                sf = <float>s
+                value = PyArray_Scalar(&sf, <void *>cnp.PyArray_DESCR(p), None)
+            else:
+                value = PyArray_Scalar(&s, <void *>cnp.PyArray_DESCR(p), None)
+        if method == VALUE:
+            return value
+        return (value, deriv)
+
+
+cdef object _loss_lookup = None
+
+def set_loss_lookup(func):
+    global _loss_lookup
+    _loss_lookup = func
+
+def _get_loss(name):
+    return _loss_lookup(name)

@@ -1,0 +1,192 @@
+"""The table of losses: one row per loss.
+
+A row names the loss, its family (which C driver runs it), the C kernel,
+its parameters with defaults and domains, and checks on the values of the
+data.  Everything else -- dtype, broadcasting, weights, reductions, axis,
+out=, threads, errors -- is generic (fastloss._api) and serves every row.
+"""
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A set of allowed real values: an interval or a finite set."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    values: Optional[Tuple[float, ...]] = None
+
+    def contains(self, v):
+        """Elementwise membership; NaN counts as inside (it propagates)."""
+        v = np.asarray(v)
+        if self.values is not None:
+            ok = np.isin(v, self.values)
+        else:
+            ok = (v > self.lo) if self.lo_open else (v >= self.lo)
+            ok &= (v < self.hi) if self.hi_open else (v <= self.hi)
+        return ok | np.isnan(v)
+
+    def __str__(self):
+        if self.values is not None:
+            return "{" + ", ".join(f"{x:g}" for x in self.values) + "}"
+        lo = "-inf" if self.lo == -math.inf else f"{self.lo:g}"
+        hi = "inf" if self.hi == math.inf else f"{self.hi:g}"
+        return (("(" if self.lo_open or self.lo == -math.inf else "[") + lo + ", " + hi
+                + (")" if self.hi_open or self.hi == math.inf else "]"))
+
+
+POSITIVE = Domain(0.0, lo_open=True)
+NONNEGATIVE = Domain(0.0)
+UNIT_OPEN = Domain(0.0, 1.0, True, True)
+UNIT = Domain(0.0, 1.0)
+REAL = Domain()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scalar loss parameter.  `slot` is where the C kernel reads it
+    (a, b, c or d of fl_params); `none_value` is what None packs to when
+    None is allowed."""
+    name: str
+    default: object
+    domain: Domain
+    slot: Optional[str] = None
+    allow_none: bool = False
+    none_value: float = 0.0
+    doc: str = ""
+
+    def check(self, loss, value):
+        """Validate `value`; return the float the kernel gets."""
+        if value is None:
+            if self.allow_none:
+                return self.none_value
+            raise TypeError(f"{loss}: {self.name} must be a number, not None")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{loss}: {self.name} must be a real number, "
+                            f"got {type(value).__name__}")
+        v = float(value)
+        if math.isnan(v) or not bool(self.domain.contains(v)):
+            raise ValueError(f"{loss}: {self.name} must be in {self.domain}, got {value!r}")
+        return v
+
+
+@dataclass(frozen=True)
+class ArrayParam:
+    """A per-element parameter operand (pos_weight): broadcast to y_pred
+    without enlarging it, values in `domain`."""
+    name: str
+    domain: Domain
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """Values of an input ('y_pred' or 'y_true') must lie in `domain`."""
+    arg: str
+    domain: Domain
+    what: str
+
+
+@dataclass
+class LossSpec:
+    name: str
+    family: str                      # 'elementwise' or 'class'
+    kernel: str                      # C kernel name (FL_EW_LOSSES row)
+    summary: str
+    formula: str
+    params: Tuple[Param, ...] = ()
+    array_params: Tuple[ArrayParam, ...] = ()
+    checks: Tuple[DataCheck, ...] = ()
+    # kernel chosen from the given array params (e.g. pos_weight -> *_pw)
+    kernel_with_array: Optional[str] = None
+    fast_kernel: int = field(default=-1, init=False)
+
+    @property
+    def param_names(self):
+        return tuple(p.name for p in self.params) + tuple(a.name for a in self.array_params)
+
+    def pack(self, values):
+        """Scalar parameters (checked) -> (a, b, c, d) for the kernel."""
+        slots = {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}
+        for p in self.params:
+            v = values.get(p.name, p.default)
+            if p.slot is not None:
+                slots[p.slot] = p.check(self.name, v)
+            else:
+                p.check(self.name, v)
+        return (slots["a"], slots["b"], slots["c"], slots["d"])
+
+    def pack_fast(self, kwargs):
+        """For the compiled fast path: the packed scalar parameters taken
+        from kwargs (other keys ignored), or None when the call needs the
+        generic path (array parameters given)."""
+        for a in self.array_params:
+            if kwargs.get(a.name) is not None:
+                return None
+        return self.pack(kwargs)
+
+
+def _row(name, kernel, summary, formula, params=(), **kw):
+    return LossSpec(name=name, family="elementwise", kernel=kernel, summary=summary,
+                    formula=formula, params=tuple(params), **kw)
+
+
+TABLE = [
+    # ------------------------------------------------------- regression
+    _row("mse", "mse", "Mean squared error", "d**2,  d = y_pred - y_true"),
+    _row("mae", "mae", "Mean absolute error", "abs(d)  (gradient 0 at d == 0)"),
+    _row("huber", "huber", "Huber loss",
+         "0.5*d**2 if abs(d) <= delta else delta*(abs(d) - 0.5*delta)",
+         [Param("delta", 1.0, POSITIVE, "a", doc="threshold between the quadratic and linear parts")]),
+    _row("smooth_l1", "smooth_l1", "Smooth L1 loss",
+         "0.5*d**2/beta if abs(d) < beta else abs(d) - 0.5*beta  (beta == 0: mae)",
+         [Param("beta", 1.0, NONNEGATIVE, "a", doc="threshold; 0 gives mae")]),
+    _row("log_cosh", "log_cosh", "Log-cosh loss", "log(cosh(d)), without overflow"),
+    _row("quantile", "quantile", "Quantile (pinball) loss",
+         "max(q*(y_true - y_pred), (q - 1)*(y_true - y_pred))",
+         [Param("q", 0.5, UNIT_OPEN, "a", doc="the quantile, in (0, 1)")]),
+    _row("poisson", "poisson", "Poisson deviance on a log-rate",
+         "exp(y_pred) - y_true*y_pred  (y_pred is a log-rate)"),
+    _row("tweedie", "tweedie", "Tweedie deviance with log link (HalfTweedieLoss)",
+         "exp((2-power)*y_pred)/(2-power) - y_true*exp((1-power)*y_pred)/(1-power)",
+         [Param("power", 1.5, Domain(1.0, 2.0, True, True), "a", doc="Tweedie power, in (1, 2)")],
+         checks=(DataCheck("y_true", NONNEGATIVE, "non-negative targets"),)),
+    # ------------------------------------------------------- binary
+    _row("binary_cross_entropy", "bce", "Binary cross-entropy on probabilities",
+         "-(t*log(p) + (1-t)*log(1-p)), each log clamped at -100",
+         checks=(DataCheck("y_pred", UNIT, "probabilities in [0, 1]"),
+                 DataCheck("y_true", UNIT, "targets in [0, 1]"))),
+    _row("binary_cross_entropy_with_logits", "bce_logits",
+         "Binary cross-entropy on logits",
+         "-(pos_weight*t*log(sigmoid(x)) + (1-t)*log(1-sigmoid(x))), stable for any x",
+         array_params=(ArrayParam("pos_weight", NONNEGATIVE,
+                                  "weight of the positive term, broadcast to y_pred"),),
+         kernel_with_array="bce_logits_pw"),
+    _row("sigmoid_focal", "sigmoid_focal", "Sigmoid focal loss (Lin et al.)",
+         "alpha_t * bce_with_logits(x, t) * (1 - p_t)**gamma",
+         [Param("alpha", 0.25, UNIT, "a", allow_none=True, none_value=-1.0,
+                doc="positive-class weight in [0, 1]; None: no weighting"),
+          Param("gamma", 2.0, NONNEGATIVE, "b", doc="focusing exponent >= 0")]),
+    _row("hinge", "hinge", "Hinge loss",
+         "max(0, 1 - s*x), labels s in {-1, +1} (0 means -1)"),
+    _row("squared_hinge", "squared_hinge", "Squared hinge loss",
+         "max(0, 1 - s*x)**2, labels s in {-1, +1} (0 means -1)"),
+]
+
+
+def resolve_kernels(kernel_ids):
+    """Attach C kernel ids; losses with data checks skip the fast path."""
+    for spec in TABLE:
+        if spec.family != "elementwise":
+            continue
+        for k in (spec.kernel, spec.kernel_with_array):
+            if k is not None and k not in kernel_ids:
+                raise RuntimeError(f"fastloss: C kernel {k!r} of {spec.name} is missing")
+        spec.fast_kernel = -1 if spec.checks else kernel_ids[spec.kernel]
+    return TABLE

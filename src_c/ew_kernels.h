@@ -1,0 +1,219 @@
+/* The elementwise loss kernels: one scalar function per loss giving the
+ * value l, the derivative g = dl/dp and the second derivative h = d2l/dp2
+ * at one element.  Included once per floating type by elementwise.c with
+ *   T       the type (float or double)
+ *   SFX(n)  n with a type suffix
+ *   VM(f)   the vectorizable elementary function f of vmath.h for T
+ *   PRM     the parameter struct {T a, b, c, d}
+ * Every kernel is branch-free (selects only), so the driver's loops
+ * vectorize, and the compiler drops whatever outputs a loop does not store.
+ * NaN inputs are handled once by the driver, not here.  Infinite inputs must
+ * give the mathematical limit: avoid 0*inf wherever a coefficient can be 0.
+ *
+ * Signature: K(p, t, x, prm, &l, &g, &h); x is the auxiliary operand
+ * (pos_weight) for kernels that declare one in FL_EW_LOSSES, else 1. */
+
+#define C(v) ((T)(v))
+#define KERNEL(name) \
+    FL_INLINE void SFX(k_##name)(T p, T t, T x, const PRM *prm, T *l, T *g, T *h)
+
+/* sign(d) with 0 at 0 (NaN handled by the driver) */
+#define SIGN0(d) ((d) > 0 ? C(1) : ((d) < 0 ? C(-1) : C(0)))
+
+KERNEL(mse)
+{
+    (void)x; (void)prm;
+    T d = p - t;
+    *l = d * d; *g = C(2) * d; *h = C(2);
+}
+
+KERNEL(mae)
+{
+    (void)x; (void)prm;
+    T d = p - t;
+    *l = d < 0 ? -d : d; *g = SIGN0(d); *h = C(0);
+}
+
+/* delta = prm->a > 0; quadratic side at |d| == delta */
+KERNEL(huber)
+{
+    (void)x;
+    T delta = prm->a, d = p - t, ad = d < 0 ? -d : d;
+    int quad = ad <= delta;
+    *l = quad ? C(0.5) * d * d : delta * (ad - C(0.5) * delta);
+    *g = quad ? d : delta * SIGN0(d);
+    *h = quad ? C(1) : C(0);
+}
+
+/* beta = prm->a >= 0; linear side at |d| == beta (so beta == 0 is mae) */
+KERNEL(smooth_l1)
+{
+    (void)x;
+    T beta = prm->a, d = p - t, ad = d < 0 ? -d : d;
+    int lin = ad >= beta;
+    T inv = lin ? C(0) : C(1) / beta;     /* never divides by beta == 0 */
+    *l = lin ? ad - C(0.5) * beta : C(0.5) * d * d * inv;
+    *g = lin ? SIGN0(d) : d * inv;
+    *h = inv;
+}
+
+/* log(cosh d) with m = expm1(-|d|) (relatively accurate for every |d|):
+ *   |d| <  1: log1p(cosh d - 1), cosh d - 1 = m^2 / (2 (1 + m))  (no cancellation)
+ *   |d| >= 1: |d| - log 2 + log1p(exp(-2|d|)),  exp(-|d|) = 1 + m
+ *   tanh|d| = -m (2 + m) / (1 + (1 + m)^2)
+ *   sech^2 d = (2 e / (1 + e^2))^2 with e = exp(-|d|) taken directly, so the
+ *   Hessian keeps its relative accuracy far in the tails. */
+KERNEL(log_cosh)
+{
+    (void)x; (void)prm;
+    T d = p - t, ad = d < 0 ? -d : d;
+    T m = VM(expm1)(-ad), e1 = C(1) + m;
+    int small = ad < C(1);
+    T arg = small ? m * m / (C(2) * e1) : e1 * e1;
+    T lp = VM(log1p)(arg);
+    *l = small ? lp : (ad - C(0.693147180559945309417232121458176568)) + lp;
+    T th = -m * (C(2) + m) / (C(1) + e1 * e1);
+    *g = d < 0 ? -th : th;
+    T e = VM(exp)(-ad), s = C(2) * e / (C(1) + e * e);
+    *h = s * s;
+}
+
+/* pinball loss, q = prm->a in (0, 1); r = t - p; gradient -q at r == 0 */
+KERNEL(quantile)
+{
+    (void)x;
+    T q = prm->a, r = t - p;
+    int pos = r >= 0;
+    *l = pos ? q * r : (q - C(1)) * r;
+    *g = pos ? -q : C(1) - q;
+    *h = C(0);
+}
+
+/* exp(p) - t p, p a log-rate.  t == 0 contributes 0 even at p = -inf; the
+ * limit at p = +inf is +inf. */
+KERNEL(poisson)
+{
+    (void)x; (void)prm;
+    T e = VM(exp)(p);
+    T tp = t == 0 ? C(0) : t * p;
+    T v = e - tp;
+    *l = p == (T)INFINITY ? p : v;
+    *g = e - t; *h = e;
+}
+
+/* HalfTweedieLoss with log link, power rho = prm->a in (1, 2):
+ *   exp((2-rho) p) / (2-rho) - t exp((1-rho) p) / (1-rho) */
+KERNEL(tweedie)
+{
+    (void)x;
+    T rho = prm->a, a2 = C(2) - rho, a1 = C(1) - rho;
+    T e2 = VM(exp)(a2 * p), e1 = VM(exp)(a1 * p);
+    T te1 = t == 0 ? C(0) : t * e1;
+    *l = e2 / a2 - te1 / a1;
+    *g = e2 - te1;
+    *h = a2 * e2 - a1 * te1;
+}
+
+/* binary cross-entropy on probabilities, each log clamped at -100 (PyTorch);
+ * the derivatives are those of the clamped expression (0 where clamped). */
+KERNEL(bce)
+{
+    (void)x; (void)prm;
+    T lp = VM(log)(p), lq = VM(log1p)(-p), q = C(1) - p, u = C(1) - t;
+    int okp = lp > C(-100), okq = lq > C(-100);
+    lp = okp ? lp : C(-100);
+    lq = okq ? lq : C(-100);
+    *l = -(t * lp + u * lq);
+    T ip = okp ? C(1) / p : C(0), iq = okq ? C(1) / q : C(0);
+    *g = u * iq - t * ip;
+    *h = t * ip * ip + u * iq * iq;
+}
+
+/* binary cross-entropy on a logit p with positive-class weight x:
+ *   x t softplus(-p) + (1 - t) softplus(p)
+ * with e = exp(-|p|): softplus(+-p) = max(+-p, 0) + log1p(e),
+ * sigmoid(p) = 1/(1+e) or e/(1+e), s (1 - s) = e / (1 + e)^2.
+ * A zero coefficient contributes exactly 0 (the limit at p = +-inf). */
+FL_INLINE void SFX(bce_logits_core)(T p, T t, T pw, T *l, T *g, T *h)
+{
+    T ap = p < 0 ? -p : p;
+    T e = VM(exp)(-ap), L = VM(log1p)(e), r = C(1) / (C(1) + e);
+    T spp = (p > 0 ? p : C(0)) + L;          /* softplus(p)  */
+    T spm = (p < 0 ? -p : C(0)) + L;         /* softplus(-p) */
+    T s = p >= 0 ? r : e * r;                /* sigmoid(p)     */
+    T sc = p >= 0 ? e * r : r;               /* 1 - sigmoid(p) */
+    T a = pw * t, b = C(1) - t;
+    *l = (a == 0 ? C(0) : a * spm) + (b == 0 ? C(0) : b * spp);
+    *g = b * s - a * sc;
+    *h = (a + b) * (e * r * r);
+}
+
+KERNEL(bce_logits)
+{
+    (void)x; (void)prm;
+    SFX(bce_logits_core)(p, t, C(1), l, g, h);
+}
+
+KERNEL(bce_logits_pw)
+{
+    (void)prm;
+    SFX(bce_logits_core)(p, t, x, l, g, h);
+}
+
+/* Focal loss of Lin et al. on logits (torchvision's sigmoid_focal_loss):
+ *   alpha_t * ce * m^gamma,  ce = bce_logits(p, t),  m = 1 - p_t
+ *   m = s (1 - t) + (1 - s) t,  dm/dp = s'(1 - 2t),  s' = s (1 - s)
+ * alpha = prm->a (< 0 means no alpha weighting), gamma = prm->b >= 0.
+ * m^gamma = exp(gamma log m); its derivatives are written through the
+ * ratios dm/m and d2m/m, which stay bounded as m -> 0, so no power of m
+ * below 1 is ever formed.  Where m underflows to 0, m^gamma and every
+ * derivative term are 0 (their limit) for gamma > 0. */
+KERNEL(sigmoid_focal)
+{
+    (void)x;
+    T alpha = prm->a, gam = prm->b;
+    T ap = p < 0 ? -p : p;
+    T e = VM(exp)(-ap), L = VM(log1p)(e), r = C(1) / (C(1) + e);
+    T s = p >= 0 ? r : e * r, sc = p >= 0 ? e * r : r;
+    T sp1 = e * r * r;                       /* s (1 - s) */
+    T u = C(1) - t;
+    T spp = (p > 0 ? p : C(0)) + L, spm = (p < 0 ? -p : C(0)) + L;
+    T ce = (t == 0 ? C(0) : t * spm) + (u == 0 ? C(0) : u * spp);
+    T dce = s - t, d2ce = sp1;
+    T m = s * u + sc * t, k = C(1) - C(2) * t;
+    int mz = m == 0;
+    T B = gam == 0 ? C(1) : (mz ? C(0) : VM(exp)(gam * VM(log)(m)));
+    T im = mz ? C(0) : C(1) / m;
+    T r1 = sp1 * k * im, r2 = sp1 * (sc - s) * k * im;
+    T dB = gam * B * r1;
+    T d2B = gam * B * ((gam - C(1)) * r1 * r1 + r2);
+    T at = alpha < 0 ? C(1) : alpha * t + (C(1) - alpha) * u;
+    *l = at * ce * B;
+    *g = at * (dce * B + ce * dB);
+    *h = at * (d2ce * B + C(2) * dce * dB + ce * d2B);
+}
+
+/* hinge: labels s in {-1, +1}; 0 means -1.  Gradient 0 at margin exactly 1. */
+KERNEL(hinge)
+{
+    (void)x; (void)prm;
+    T s = t == 0 ? C(-1) : t, z = C(1) - s * p;
+    int act = z > 0;
+    *l = act ? z : C(0);
+    *g = act ? -s : C(0);
+    *h = C(0);
+}
+
+KERNEL(squared_hinge)
+{
+    (void)x; (void)prm;
+    T s = t == 0 ? C(-1) : t, z = C(1) - s * p;
+    int act = z > 0;
+    *l = act ? z * z : C(0);
+    *g = act ? C(-2) * s * z : C(0);
+    *h = act ? C(2) * s * s : C(0);
+}
+
+#undef SIGN0
+#undef KERNEL
+#undef C

@@ -1,0 +1,221 @@
+/* The elementwise driver for one floating type; included by elementwise.c
+ * once with T = float and once with T = double (see there for the macros).
+ *
+ * Layers, from the inside out:
+ *   SFX(k_<loss>)      scalar kernel (ew_kernels.h)
+ *   EW_LOOP            one vectorized loop over contiguous operands, for one
+ *                      kernel and one compile-time (mode, weighted) pair
+ *   SFX(<loss>_block)  the 12 (mode, weighted) loops of one kernel, compiled
+ *                      per ISA (FL_CLONES) -- the only per-loss machine code
+ *   SFX(ew_run)        the generic driver: chunks, threads, N-d strided
+ *                      iteration, gathering non-contiguous operands into
+ *                      small buffers, deterministic partial sums.
+ */
+
+typedef struct { T a, b, c, d; } PRM;
+
+#include "ew_kernels.h"
+
+/* Contiguous operands of one block.  w, x may be NULL when unused. */
+typedef struct {
+    fl_idx n;
+    const T *p, *t, *w, *x;
+    T *v, *g, *h;
+    T scale;
+    const PRM *prm;
+} SFX(blk);
+
+typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
+
+/* One loop.  MODE and W are constants at every expansion, so the tests on
+ * them vanish and only the stores the mode asks for remain.  A NaN in p or t
+ * gives NaN in every output (p + t is then NaN). */
+#define EW_LOOP(NAME, AUX, MODE, W)                                            \
+    do {                                                                       \
+        const fl_idx n_ = b->n;                                                \
+        const T *FL_RESTRICT p_ = b->p, *FL_RESTRICT t_ = b->t;                \
+        const T *FL_RESTRICT w_ = b->w, *FL_RESTRICT x_ = b->x;                \
+        T *FL_RESTRICT v_ = b->v, *FL_RESTRICT g_ = b->g, *FL_RESTRICT h_ = b->h; \
+        const T sc_ = b->scale;                                                \
+        const PRM prm_ = *b->prm;                                              \
+        _Pragma("omp simd reduction(+:acc)")                                   \
+        for (fl_idx i = 0; i < n_; i++) {                                      \
+            T pi = p_[i], ti = t_[i], li, gi, hi;                              \
+            SFX(k_##NAME)(pi, ti, (AUX) ? x_[i] : (T)1, &prm_, &li, &gi, &hi); \
+            int nan_ = (pi != pi) | (ti != ti);                                \
+            T wi = (W) ? w_[i] : (T)1;                                         \
+            if ((MODE) & (FL_SUM | FL_VAL)) {                                  \
+                li = nan_ ? pi + ti : li;                                      \
+                T wl = (W) ? wi * li : li;                                     \
+                if ((MODE) & FL_SUM) acc += (double)wl;                        \
+                if ((MODE) & FL_VAL) v_[i] = wl;                               \
+            }                                                                  \
+            if ((MODE) & FL_GRAD) {                                            \
+                gi = nan_ ? pi + ti : gi;                                      \
+                g_[i] = ((W) ? sc_ * wi : sc_) * gi;                           \
+            }                                                                  \
+            if ((MODE) & FL_HESS) {                                            \
+                hi = nan_ ? pi + ti : hi;                                      \
+                h_[i] = ((W) ? sc_ * wi : sc_) * hi;                           \
+            }                                                                  \
+        }                                                                      \
+    } while (0)
+
+#define EW_CASE(NAME, AUX, MODE)                                               \
+    case ((MODE) << 1):     EW_LOOP(NAME, AUX, MODE, 0); break;                \
+    case ((MODE) << 1) | 1: EW_LOOP(NAME, AUX, MODE, 1); break;
+
+/* The mode combinations the API uses; anything else is done by the driver
+ * as several passes (never in practice). */
+#define EW_DEFINE_BLOCK(NAME, AUX, HEAVY)                                      \
+    static FL_CLONES double SFX(NAME##_block)(const SFX(blk) *b, int mode,     \
+                                              int weighted)                    \
+    {                                                                          \
+        double acc = 0.0;                                                      \
+        switch ((mode << 1) | (weighted ? 1 : 0)) {                            \
+            EW_CASE(NAME, AUX, FL_SUM)                                         \
+            EW_CASE(NAME, AUX, FL_VAL)                                         \
+            EW_CASE(NAME, AUX, FL_GRAD)                                        \
+            EW_CASE(NAME, AUX, FL_SUM | FL_GRAD)                               \
+            EW_CASE(NAME, AUX, FL_VAL | FL_GRAD)                               \
+            EW_CASE(NAME, AUX, FL_HESS)                                        \
+            default: break;                                                    \
+        }                                                                      \
+        return acc;                                                            \
+    }
+
+FL_EW_LOSSES(EW_DEFINE_BLOCK)
+
+#define EW_TABLE_ROW(NAME, AUX, HEAVY) SFX(NAME##_block),
+static const SFX(block_fn) SFX(ew_blocks)[FL_EW_NKERNELS] = { FL_EW_LOSSES(EW_TABLE_ROW) };
+#undef EW_TABLE_ROW
+#define EW_TABLE_ROW(NAME, AUX, HEAVY) HEAVY,
+static const int SFX(ew_heavy)[FL_EW_NKERNELS] = { FL_EW_LOSSES(EW_TABLE_ROW) };
+#undef EW_TABLE_ROW
+
+/* Elements gathered per block when an operand is not contiguous. */
+#define EW_GATHER 512
+
+static int SFX(is_mode_known)(int mode)
+{
+    return mode == FL_SUM || mode == FL_VAL || mode == FL_GRAD ||
+           mode == (FL_SUM | FL_GRAD) || mode == (FL_VAL | FL_GRAD) ||
+           mode == FL_HESS;
+}
+
+/* Gather n elements at stride s (elements) into buf; returns a pointer to
+ * contiguous data (src itself when s == 1). */
+static inline const T *SFX(gather)(const T *src, fl_idx s, fl_idx n, T *buf)
+{
+    if (s == 1) return src;
+    if (s == 0) {
+        T v = *src;
+        for (fl_idx i = 0; i < n; i++) buf[i] = v;
+    } else {
+        for (fl_idx i = 0; i < n; i++) buf[i] = src[i * s];
+    }
+    return buf;
+}
+
+/* Process the flat C-order index range [start, end) of the iteration space. */
+static double SFX(ew_range)(SFX(block_fn) fn, int mode, const PRM *prm,
+                            const fl_ew_args *a, fl_idx start, fl_idx end)
+{
+    const int nd = a->ndim, last = nd - 1;
+    const T *P = (const T *)a->p, *Tt = (const T *)a->t;
+    const T *W = (const T *)a->w, *X = (const T *)a->x;
+    T *V = (T *)a->val, *G = (T *)a->grad, *H = (T *)a->hess;
+    fl_idx idx[FL_MAXDIM];
+    fl_idx rem = start;
+    for (int k = last; k >= 0; k--) {           /* unravel start */
+        fl_idx s = a->shape[k];
+        idx[k] = rem % s;
+        rem /= s;
+    }
+    T bp[EW_GATHER], bt[EW_GATHER], bw[EW_GATHER], bx[EW_GATHER];
+    double acc = 0.0;
+    fl_idx pos = start;
+    while (pos < end) {
+        fl_idx op = 0, ot = 0, ow = 0, ox = 0;
+        for (int k = 0; k < last; k++) {
+            op += idx[k] * a->sp[k]; ot += idx[k] * a->st[k];
+            ow += idx[k] * a->sw[k]; ox += idx[k] * a->sx[k];
+        }
+        fl_idx j = idx[last];
+        fl_idx len = a->shape[last] - j;
+        if (len > end - pos) len = end - pos;
+        const fl_idx isp = a->sp[last], ist = a->st[last];
+        const fl_idx isw = a->sw[last], isx = a->sx[last];
+        const T *pr = P + op + j * isp, *tr = Tt + ot + j * ist;
+        const T *wr = W ? W + ow + j * isw : NULL;
+        const T *xr = X ? X + ox + j * isx : NULL;
+        int contiguous = isp == 1 && ist == 1 && (!W || isw == 1) && (!X || isx == 1);
+        SFX(blk) b;
+        b.scale = (T)a->scale;
+        b.prm = prm;
+        if (contiguous) {
+            b.n = len; b.p = pr; b.t = tr; b.w = wr; b.x = xr;
+            b.v = V ? V + pos : NULL; b.g = G ? G + pos : NULL; b.h = H ? H + pos : NULL;
+            acc += fn(&b, mode, W != NULL);
+        } else {
+            for (fl_idx o = 0; o < len; o += EW_GATHER) {
+                fl_idx m = len - o < EW_GATHER ? len - o : EW_GATHER;
+                b.n = m;
+                b.p = SFX(gather)(pr + o * isp, isp, m, bp);
+                b.t = SFX(gather)(tr + o * ist, ist, m, bt);
+                b.w = W ? SFX(gather)(wr + o * isw, isw, m, bw) : NULL;
+                b.x = X ? SFX(gather)(xr + o * isx, isx, m, bx) : NULL;
+                b.v = V ? V + pos + o : NULL; b.g = G ? G + pos + o : NULL;
+                b.h = H ? H + pos + o : NULL;
+                acc += fn(&b, mode, W != NULL);
+            }
+        }
+        pos += len;
+        idx[last] = 0;                           /* next row */
+        for (int k = last - 1; k >= 0; k--) {
+            if (++idx[k] < a->shape[k]) break;
+            idx[k] = 0;
+        }
+    }
+    return acc;
+}
+
+static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
+                          const fl_ew_args *a, int nthreads)
+{
+    if (kernel < 0 || kernel >= FL_EW_NKERNELS || !SFX(is_mode_known)(mode))
+        return 0.0;
+    fl_idx n = 1;
+    for (int k = 0; k < a->ndim; k++) n *= a->shape[k];
+    if (n <= 0) return 0.0;
+    PRM prm = { (T)params->a, (T)params->b, (T)params->c, (T)params->d };
+    SFX(block_fn) fn = SFX(ew_blocks)[kernel];
+    fl_idx nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
+    if (nchunks == 1)
+        return SFX(ew_range)(fn, mode, &prm, a, 0, n);
+
+    int nt = fl_threads_for(nthreads, n, SFX(ew_heavy)[kernel] ?
+                            FL_MIN_PER_THREAD_HEAVY : FL_MIN_PER_THREAD_LIGHT);
+    double stack_part[256];
+    double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
+    if (!part) {                  /* no memory for partials: one thread, one pass */
+        return SFX(ew_range)(fn, mode, &prm, a, 0, n);
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+#endif
+    for (fl_idx c = 0; c < nchunks; c++) {
+        fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n;
+        part[c] = SFX(ew_range)(fn, mode, &prm, a, s, e);
+    }
+    (void)nt;
+    double acc = 0.0;
+    for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
+    if (part != stack_part) free(part);
+    return acc;
+}
+
+#undef EW_LOOP
+#undef EW_CASE
+#undef EW_DEFINE_BLOCK
+#undef EW_GATHER

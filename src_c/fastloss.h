@@ -1,0 +1,98 @@
+/* fastloss: the C interface between the kernels and the Cython binding.
+ *
+ * Everything here is plain C99 + OpenMP.  All shapes, strides and indices are
+ * ptrdiff_t (64-bit on every platform fastloss builds on).  Strides are in
+ * ELEMENTS, not bytes: the binding checks alignment before calling.
+ *
+ * The elementwise family (regression and binary losses) is driven by one
+ * generic driver (elementwise.c); each loss contributes one scalar kernel in
+ * ew_kernels.h and one row in FL_EW_LOSSES below.
+ */
+#ifndef FASTLOSS_H
+#define FASTLOSS_H
+
+#include <stddef.h>
+
+typedef ptrdiff_t fl_idx;
+
+#define FL_MAXDIM 64
+
+enum fl_dtype { FL_F32 = 0, FL_F64 = 1 };
+
+/* X-macro: one row per elementwise kernel.
+ *   X(name, aux, heavy)
+ *   aux   1 if the kernel reads a per-element auxiliary operand (pos_weight)
+ *   heavy 1 if the kernel evaluates transcendental functions (used only to
+ *         pick the size under which no thread team is started)
+ * The enum value FL_EW_<name> is the kernel id used by the Python table. */
+#define FL_EW_LOSSES(X)                       \
+    X(mse,                    0, 0)           \
+    X(mae,                    0, 0)           \
+    X(huber,                  0, 0)           \
+    X(smooth_l1,              0, 0)           \
+    X(log_cosh,               0, 1)           \
+    X(quantile,               0, 0)           \
+    X(poisson,                0, 1)           \
+    X(tweedie,                0, 1)           \
+    X(bce,                    0, 1)           \
+    X(bce_logits,             0, 1)           \
+    X(bce_logits_pw,          1, 1)           \
+    X(sigmoid_focal,          0, 1)           \
+    X(hinge,                  0, 0)           \
+    X(squared_hinge,          0, 0)
+
+#define FL_EW_ENUM(name, aux, heavy) FL_EW_##name,
+enum fl_ew_kernel { FL_EW_LOSSES(FL_EW_ENUM) FL_EW_NKERNELS };
+#undef FL_EW_ENUM
+
+/* Loss parameters: the Python table maps each named parameter to a slot. */
+typedef struct { double a, b, c, d; } fl_params;
+
+/* What a call computes.  Any combination is valid; the driver instantiates
+ * the ones the API uses (see elementwise.c). */
+enum fl_mode {
+    FL_SUM  = 1,   /* accumulate sum(w * l) in double          */
+    FL_VAL  = 2,   /* write w * l per element                  */
+    FL_GRAD = 4,   /* write scale * w * dl/dp per element       */
+    FL_HESS = 8    /* write scale * w * d2l/dp2 per element     */
+};
+
+/* An elementwise call.  All operands share one shape (already broadcast by
+ * the caller: a stride of 0 repeats an element).  Outputs are C-contiguous in
+ * that shape.  w and x may be NULL (unweighted / no auxiliary operand). */
+typedef struct {
+    int ndim;                       /* >= 1, <= FL_MAXDIM                  */
+    fl_idx shape[FL_MAXDIM];
+    const void *p; fl_idx sp[FL_MAXDIM];
+    const void *t; fl_idx st[FL_MAXDIM];
+    const void *w; fl_idx sw[FL_MAXDIM];
+    const void *x; fl_idx sx[FL_MAXDIM];
+    void *val, *grad, *hess;        /* C-contiguous or NULL                */
+    double scale;                   /* multiplies grad and hess            */
+} fl_ew_args;
+
+/* Runs an elementwise call.  mode is a set of fl_mode bits and must agree
+ * with the non-NULL outputs.  Returns the sum (FL_SUM) or 0.  Never fails:
+ * every check is done by the caller before anything is written. */
+double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
+                 const fl_ew_args *a, int nthreads);
+const char *fl_ew_kernel_name(int kernel);   /* "" when out of range */
+
+/* Threads: 0 means "not set".  The effective default is the OpenMP
+ * runtime's omp_get_max_threads() (so OMP_NUM_THREADS and threadpoolctl
+ * limits apply) unless set_num_threads or a per-thread override is set. */
+void fl_set_global_threads(int n);
+int  fl_get_global_threads(void);
+void fl_set_thread_override(int n);      /* this OS thread only */
+int  fl_get_thread_override(void);
+int  fl_resolve_threads(int requested);  /* requested <= 0: default */
+int  fl_have_openmp(void);
+int  fl_openmp_version(void);
+const char *fl_simd_level(void);         /* the ISA the kernels dispatch to */
+
+/* Bandwidth probe: out[i] = a[i] - b[i] over n contiguous elements, with the
+ * same compiler flags, dispatch and threading as the kernels. */
+void fl_probe_f32(const float *a, const float *b, float *out, fl_idx n, int nthreads);
+void fl_probe_f64(const double *a, const double *b, double *out, fl_idx n, int nthreads);
+
+#endif

@@ -1,0 +1,51 @@
+/* Internal helpers shared by the kernel drivers. */
+#ifndef FL_INTERNAL_H
+#define FL_INTERNAL_H
+
+#include "fastloss.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define FL_INLINE static inline __attribute__((always_inline))
+#define FL_RESTRICT __restrict__
+
+/* Run-time SIMD dispatch.  The drivers' hot functions are compiled three
+ * times (AVX-512, AVX2+FMA, baseline x86-64) and the loader picks the best
+ * one for the CPU (GCC target_clones, an ifunc).  The wheel therefore runs on
+ * any x86-64 CPU.  FL_NO_CLONES (set by sanitizer builds) or a non-GCC /
+ * non-x86 compiler gets one portable version. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(FL_NO_CLONES) && defined(__linux__)
+#define FL_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FL_HAVE_CLONES 1
+#else
+#define FL_CLONES
+#define FL_HAVE_CLONES 0
+#endif
+
+/* Work is split into chunks of FL_CHUNK consecutive elements (in C order of
+ * the output).  Chunks are handed out dynamically, so a thread the OS
+ * deschedules delays the call by at most one chunk, and each chunk's partial
+ * sum is stored and added in chunk order: a reduction gives the same bits
+ * whatever the number of threads. */
+#define FL_CHUNK ((fl_idx)32768)
+
+/* Fewest elements per thread before a second thread pays for itself
+ * (tuned by measurement, see bench/): memory-bound kernels need much more
+ * work per thread than transcendental ones. */
+#define FL_MIN_PER_THREAD_LIGHT ((fl_idx)200000)
+#define FL_MIN_PER_THREAD_HEAVY ((fl_idx)20000)
+
+/* Threads to use for `work` elements given a requested count. */
+static inline int fl_threads_for(int nthreads, fl_idx work, fl_idx min_per_thread)
+{
+    fl_idx most = work / min_per_thread;
+    if (most < 1) most = 1;
+    if ((fl_idx)nthreads > most) nthreads = (int)most;
+    return nthreads < 1 ? 1 : nthreads;
+}
+
+#endif

@@ -1,0 +1,90 @@
+/* Thread settings, build configuration and the bandwidth probe. */
+#include <stdlib.h>
+
+#include "fl_internal.h"
+
+/* Process-wide setting (set_num_threads); 0 = not set. */
+static int fl_global_threads = 0;
+/* Per-OS-thread override (the num_threads context manager); 0 = none. */
+static __thread int fl_thread_override = 0;
+
+void fl_set_global_threads(int n) { __atomic_store_n(&fl_global_threads, n > 0 ? n : 0, __ATOMIC_RELAXED); }
+int fl_get_global_threads(void) { return __atomic_load_n(&fl_global_threads, __ATOMIC_RELAXED); }
+void fl_set_thread_override(int n) { fl_thread_override = n > 0 ? n : 0; }
+int fl_get_thread_override(void) { return fl_thread_override; }
+
+int fl_resolve_threads(int requested)
+{
+    if (requested > 0) return requested;
+    if (fl_thread_override > 0) return fl_thread_override;
+    int g = fl_get_global_threads();
+    if (g > 0) return g;
+#ifdef _OPENMP
+    /* honours OMP_NUM_THREADS, the CPU affinity mask and threadpoolctl */
+    int m = omp_get_max_threads();
+    return m > 0 ? m : 1;
+#else
+    return 1;
+#endif
+}
+
+int fl_have_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fl_openmp_version(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
+const char *fl_simd_level(void)
+{
+#if FL_HAVE_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "AVX-512 (x86-64-v4)";
+    if (__builtin_cpu_supports("x86-64-v3")) return "AVX2+FMA (x86-64-v3)";
+    return "SSE2 (x86-64 baseline)";
+#elif defined(__AVX512F__)
+    return "AVX-512 (compile-time)";
+#elif defined(__AVX2__)
+    return "AVX2 (compile-time)";
+#elif defined(__x86_64__)
+    return "SSE2 (compile-time, no run-time dispatch)";
+#else
+    return "portable C (compile-time)";
+#endif
+}
+
+/* The roofline: the simplest loop that reads two arrays and writes one,
+ * with the kernels' flags, ISA dispatch, chunking and threads. */
+#define PROBE(T, NAME)                                                        \
+    static FL_CLONES void NAME##_range(const T *FL_RESTRICT a,                \
+                                       const T *FL_RESTRICT b,                \
+                                       T *FL_RESTRICT o, fl_idx n)            \
+    {                                                                         \
+        _Pragma("omp simd")                                                   \
+        for (fl_idx i = 0; i < n; i++) o[i] = a[i] - b[i];                    \
+    }                                                                         \
+    void NAME(const T *a, const T *b, T *o, fl_idx n, int nthreads)           \
+    {                                                                         \
+        fl_idx nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;                       \
+        int nt = fl_threads_for(nthreads, n, FL_MIN_PER_THREAD_LIGHT);        \
+        (void)nt;                                                             \
+        _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)") \
+        for (fl_idx c = 0; c < nchunks; c++) {                                \
+            fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n; \
+            NAME##_range(a + s, b + s, o + s, e - s);                         \
+        }                                                                     \
+    }
+
+PROBE(float, fl_probe_f32)
+PROBE(double, fl_probe_f64)
