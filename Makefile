@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make bench   -- build, install and print the benchmark table (main job)
+#   make test    -- build, install and run the whole test suite
+# Each creates its own virtual environment in $(VENV) from $(PYTHON).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.fastloss-installed
+SOURCES := setup.py pyproject.toml $(wildcard src_c/*.c src_c/*.h fastloss/*.pyx)
+BENCH_ARGS ?= --quick
+PYTEST_ARGS ?=
+
+.PHONY: all install bench test test-fast clean
+
+all: install
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.deps: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -q "setuptools>=64" "Cython>=3" "numpy>=2" wheel
+	$(PIP) install -q "pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "threadpoolctl>=3" "psutil>=5"
+	touch $@
+
+$(STAMP): $(VENV)/.deps $(SOURCES)
+	$(PIP) install --no-build-isolation -v -e . > $(VENV)/build.log 2>&1 \
+		|| (tail -n 60 $(VENV)/build.log; false)
+	@! grep -E "\.(c|h|pyx):[0-9]+(:[0-9]+)?: warning" $(VENV)/build.log \
+		|| (echo "the build has compiler warnings (see $(VENV)/build.log)"; false)
+	touch $@
+
+install: $(STAMP)
+
+bench: install
+	$(PY) -m fastloss.bench $(BENCH_ARGS)
+
+test: install
+	$(PY) -c "import fastloss; fastloss.show_config()"
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf build $(VENV) fastloss/_core.c fastloss/*.so fastloss/_build_info.py *.egg-info
