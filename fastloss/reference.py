@@ -1,0 +1,926 @@
+"""Pure-NumPy reference implementation of every fastloss loss (SPEC section 5).
+
+This module is the test oracle, the benchmark baseline and the written-down
+math of the library.  It depends on NumPy and the standard library only and
+imports nothing from the rest of ``fastloss``, so it can be loaded as a
+standalone file (``importlib.util.spec_from_file_location``) before the
+compiled package is built.
+
+Structure
+---------
+* One small pure function per loss computes the math on arrays that are
+  already converted, broadcast and validated:
+
+  - elementwise losses: ``_mse(p, t) -> (l, g, h)`` with ``l`` the loss per
+    element, ``g`` its derivative with respect to ``p`` and ``h`` the second
+    derivative; loss parameters come as keyword arguments
+    (``_huber(p, t, delta)``).
+  - class losses: ``_cross_entropy(z, y, *, soft, valid, cw, **params) ->
+    (n, dw, g, h)`` with the logits ``z`` of shape ``S + (C,)`` (class axis
+    last), ``y`` the integer labels of shape ``S`` (ignored samples already
+    replaced by 0, ``valid`` the mask of samples that are not ignored) or the
+    class probabilities of shape ``S + (C,)`` (``soft=True``), ``cw`` the class
+    weights of shape ``(C,)``.  ``n`` is the per-sample numerator of the loss,
+    ``dw`` its per-sample weight in the denominator of ``"mean"``, ``g`` and
+    ``h`` the derivative and the diagonal second derivative of ``n`` with
+    respect to ``z``.
+
+* One generic wrapper, :class:`ReferenceLoss`, turns such a function into a
+  loss object with the public signature of ``fastloss`` (``__call__``,
+  ``grad``, ``value_and_grad``, ``hessian``): argument checks, dtype rules,
+  broadcasting, sample weights, reductions over ``axis`` and the scaling of the
+  gradient and Hessian are written once, there.
+
+* ``LOSSES`` maps each name to its :class:`ReferenceLoss`; every loss is also a
+  module-level name (``reference.huber``).
+
+Reductions, with per-sample numerator ``n``, denominator weight ``dw`` (1 for
+elementwise losses) and sample weights ``s``::
+
+    "none": s*n     "sum": sum(s*n, axis)     "mean": sum(s*n, axis) / sum(s*dw, axis)
+
+and the gradient/Hessian are those of the SUM of the returned values:
+``s*g/W`` with ``W`` the mean's denominator broadcast back (1 for ``"sum"`` and
+``"none"``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "ReferenceLoss",
+    "LOSSES",
+    "mse",
+    "mae",
+    "huber",
+    "smooth_l1",
+    "log_cosh",
+    "quantile",
+    "poisson",
+    "tweedie",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal",
+    "hinge",
+    "squared_hinge",
+    "cross_entropy",
+    "nll",
+    "multi_margin",
+]
+
+_LOG2 = math.log(2.0)
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------------------
+# Numerically stable building blocks (inputs and outputs in the same dtype).
+# ---------------------------------------------------------------------------
+
+
+def _softplus(x):
+    """log(1 + exp(x)) without overflow, accurate in both tails."""
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow; exact limits at +-inf."""
+    e = np.exp(-np.abs(x))  # in (0, 1]
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _sigmoid_prime(x):
+    """sigmoid(x) * sigmoid(-x) = e / (1 + e)**2 with e = exp(-|x|)."""
+    e = np.exp(-np.abs(x))
+    return e / ((1 + e) * (1 + e))
+
+
+def _times(a, b):
+    """a * b, with 0 wherever a == 0 (so that 0 * inf is 0: the limit of a
+    vanishing coefficient in front of a diverging logarithm)."""
+    return np.where(a == 0, 0, a * b)
+
+
+# ---------------------------------------------------------------------------
+# Elementwise losses: (p, t, **params) -> (loss, dloss/dp, d2loss/dp2)
+# p and t are broadcast to the same shape and in the compute dtype.
+# ---------------------------------------------------------------------------
+
+
+def _mse(p, t):
+    d = p - t
+    return d * d, 2 * d, np.full_like(d, 2)
+
+
+def _mae(p, t):
+    d = p - t
+    return np.abs(d), np.sign(d), np.zeros_like(d)  # sign(0) == 0
+
+
+def _huber(p, t, delta):
+    d = p - t
+    a = np.abs(d)
+    quad = a <= delta  # quadratic side includes |d| == delta
+    l = np.where(quad, 0.5 * d * d, delta * (a - 0.5 * delta))
+    g = np.where(quad, d, delta * np.sign(d))
+    h = np.where(quad, 1, 0)
+    return l, g, h
+
+
+def _smooth_l1(p, t, beta):
+    d = p - t
+    a = np.abs(d)
+    if beta == 0:  # smooth_l1 with beta=0 is mae
+        return _mae(p, t)
+    quad = a < beta  # linear side includes |d| == beta
+    l = np.where(quad, 0.5 * d * d / beta, a - 0.5 * beta)
+    g = np.where(quad, d / beta, np.sign(d))
+    h = np.where(quad, 1 / beta, 0)
+    return l, g, h
+
+
+def _log_cosh(p, t):
+    d = p - t
+    a = np.abs(d)
+    # small |d|: log(cosh d) = log1p(cosh d - 1) = log1p(2 sinh(d/2)**2)
+    s = np.sinh(np.minimum(a, 10) / 2)
+    small = np.log1p(2 * s * s)
+    # large |d|: log(cosh d) = |d| - log 2 + log1p(exp(-2|d|)), never overflows
+    large = a - _LOG2 + np.log1p(np.exp(-2 * a))
+    l = np.where(a <= 10, small, large)
+    g = np.tanh(d)
+    # sech(d)**2 = 4 e / (1 + e)**2 with e = exp(-2|d|) in (0, 1]
+    e = np.exp(-2 * a)
+    h = 4 * e / ((1 + e) * (1 + e))
+    return l, g, h
+
+
+def _quantile(p, t, q):
+    r = t - p
+    l = np.where(r >= 0, q * r, (q - 1) * r)
+    g = np.where(r < 0, 1 - q, -q)  # at t == p: -q (scikit-learn)
+    return l, g, np.zeros_like(r)
+
+
+def _poisson(p, t):
+    ep = np.exp(p)
+    l = ep - _times(t, p)  # 0 * (-inf) -> 0: exp(p) - t*p -> 0 for t = 0
+    # p = +inf: exp(p) dominates t*p for every finite t
+    l = np.where((p == np.inf) & np.isfinite(t), np.inf, l)
+    return l, ep - t, ep
+
+
+def _tweedie(p, t, power):
+    # scikit-learn's HalfTweedieLoss with log link, without the constant term:
+    #   exp((2-rho) p)/(2-rho) - t exp((1-rho) p)/(1-rho); both terms >= 0 for t >= 0.
+    a = 2 - power
+    b = power - 1  # 1 - rho = -b
+    e2 = np.exp(a * p)
+    e1 = np.exp(-b * p)
+    te1 = _times(t, e1)  # t = 0 with p = -inf: 0
+    l = e2 / a + te1 / b
+    g = e2 - te1
+    h = a * e2 + b * te1
+    return l, g, h
+
+
+def _binary_cross_entropy(p, t):
+    # -(t*max(log p, -100) + (1-t)*max(log(1-p), -100)), PyTorch's clamp;
+    # derivatives are those of this expression (0 where a log is clamped).
+    logp = np.log(p)
+    log1mp = np.log1p(-p)
+    okp = logp >= -100
+    ok1mp = log1mp >= -100
+    lp = np.where(okp, logp, -100)
+    l1p = np.where(ok1mp, log1mp, -100)
+    u = 1 - t
+    one_m_p = 1 - p
+    l = -(t * lp + u * l1p)
+    g = np.where(okp, -t / p, 0) + np.where(ok1mp, u / one_m_p, 0)
+    h = np.where(okp, t / (p * p), 0) + np.where(ok1mp, u / (one_m_p * one_m_p), 0)
+    return l, g, h
+
+
+def _binary_cross_entropy_with_logits(x, t, pos_weight=None):
+    # -(pw t log sigmoid(x) + (1-t) log(1 - sigmoid(x)))
+    #   = pw t softplus(-x) + (1-t) softplus(x)
+    pt = t if pos_weight is None else pos_weight * t
+    u = 1 - t
+    l = _times(pt, _softplus(-x)) + _times(u, _softplus(x))
+    g = u * _sigmoid(x) - pt * _sigmoid(-x)  # sigmoids are in [0, 1]: no 0*inf
+    h = (u + pt) * _sigmoid_prime(x)
+    return l, g, h
+
+
+def _sigmoid_focal(x, t, alpha, gamma):
+    # torchvision.ops.sigmoid_focal_loss:
+    #   ce = bce_with_logits(x, t), p_t = p t + (1-p)(1-t),
+    #   f  = alpha_t * ce * m**gamma   with m = 1 - p_t = (1-t) sig(x) + t sig(-x)
+    # With v = sig(x) sig(-x), c1 = dce/dx = (1-t) sig(x) - t sig(-x),
+    # dm/dx = (1-2t) v and r = v/m (finite where m -> 0):
+    #   f'  = alpha_t m**g [c1 + g ce (1-2t) r]
+    #   f'' = alpha_t m**g [v + 2 g c1 (1-2t) r + g(g-1) ce (1-2t)**2 r**2
+    #                       + g ce (1-2t) r (1 - 2 sig(x))]
+    u = 1 - t
+    sx = _sigmoid(x)
+    snx = _sigmoid(-x)
+    v = _sigmoid_prime(x)
+    ce = _times(t, _softplus(-x)) + _times(u, _softplus(x))
+    c1 = u * sx - t * snx
+    m = u * sx + t * snx
+    # r = v/m = 1 / ((1+e) (a_s + a_l/e)), e = exp(-|x|), a_s (a_l) the weight of
+    # the small (large) sigmoid in m: no 0/0 even when both v and m underflow.
+    e = np.exp(-np.abs(x))
+    a_s = np.where(x >= 0, t, u)
+    a_l = np.where(x >= 0, u, t)
+    r = 1 / ((1 + e) * (a_s + np.where(a_l == 0, 0, a_l / e)))
+    mg = m**gamma
+    k = 1 - 2 * t
+    cer = _times(r, ce)  # r -> 0 faster than ce -> inf
+    at = 1 if alpha is None else alpha * t + (1 - alpha) * u
+    l = at * ce * mg
+    g = at * mg * (c1 + gamma * k * cer)
+    h = at * mg * (
+        v
+        + 2 * gamma * k * c1 * r
+        + gamma * (gamma - 1) * k * k * cer * r
+        + gamma * k * cer * (snx - sx)
+    )
+    return l, g, h
+
+
+def _hinge_sign(t):
+    return np.where(t == 0, -1, t)  # labels {0, 1} -> {-1, +1}
+
+
+def _hinge(x, t):
+    s = _hinge_sign(t)
+    z = 1 - s * x
+    l = np.maximum(z, 0)
+    g = np.where(z > 0, -s, 0)  # margin s*x exactly 1: 0
+    return l, g, np.zeros_like(z)
+
+
+def _squared_hinge(x, t):
+    s = _hinge_sign(t)
+    z = 1 - s * x
+    zp = np.maximum(z, 0)
+    return zp * zp, -2 * s * zp, np.where(z > 0, 2, 0)
+
+
+# ---------------------------------------------------------------------------
+# Class losses: (z, y, *, soft, valid, cw, **params) -> (n, dw, g, h)
+# z has the class axis last: shape S + (C,), C >= 1.
+# ---------------------------------------------------------------------------
+
+
+def _acc_dtype(dt):
+    return np.promote_types(dt, np.float64)
+
+
+def _log_softmax_parts(z):
+    """Stable pieces of log_softmax along the last axis.
+
+    Returns (nlogp, p, q): -log_softmax(z), softmax(z) and 1 - softmax(z), each
+    accurate to a few ulp.  With sh = z - max(z) and rest = sum of exp(sh) over
+    every class but (the first) argmax, logsumexp(z) - max(z) = log1p(rest), and
+    the argmax's 1 - p is rest / (1 + rest): no cancellation.  A +inf logit
+    takes all the mass (shared among several +inf logits); -inf logits have
+    probability 0; NaN propagates.  Class-axis sums accumulate in float64.
+    """
+    dt = z.dtype
+    acc = _acc_dtype(dt)
+    m = np.max(z, axis=-1, keepdims=True)
+    sh = np.where(np.isposinf(m) & (z == m), 0, z - m)
+    ez = np.exp(sh)
+    C = z.shape[-1]
+    is_am = np.arange(C) == np.argmax(z, axis=-1)[..., None]
+    rest = np.sum(np.where(is_am, 0, ez), axis=-1, keepdims=True, dtype=acc)
+    nlogp = (np.log1p(rest) - sh).astype(dt)
+    p = (ez / (1 + rest)).astype(dt)
+    q = np.where(is_am, rest / (1 + rest), 1 - p).astype(dt)
+    return nlogp, p, q
+
+
+def _take(a, y):
+    return np.take_along_axis(a, y[..., None], axis=-1)[..., 0]
+
+
+def _cross_entropy(z, y, *, soft, valid, cw, label_smoothing):
+    dt = z.dtype
+    acc = _acc_dtype(dt)
+    C = z.shape[-1]
+    e = label_smoothing
+    nlogp, p, q = _log_softmax_parts(z)
+    if soft:
+        # t' = (1-e) t + e/C;  n = sum_c cw_c t'_c (-logp_c)
+        w = cw * ((1 - e) * y + e / C) if e else cw * y
+        n = np.sum(_times(w, nlogp), axis=-1, dtype=acc).astype(dt)
+        A = np.sum(w, axis=-1, keepdims=True, dtype=acc).astype(dt)
+        # dn/dz_k = A p_k - w_k = p_k (A - w_k) - w_k (1 - p_k)
+        g = p * (A - w) - w * q
+        h = A * p * q
+        return n, np.ones(n.shape, dt), g, h
+    onehot = np.arange(C) == y[..., None]
+    cwy = cw[y]
+    n = cwy * _take(nlogp, y)
+    # dn/dz_k = cw_y (p_k - [k == y]); 1 - p_y taken from q for accuracy
+    g = cwy[..., None] * np.where(onehot, -q, p)
+    A = cwy
+    if e:
+        scw = np.sum(cw, dtype=acc).astype(dt)
+        smooth = np.sum(_times(cw, nlogp), axis=-1, dtype=acc).astype(dt)
+        n = (1 - e) * n + (e / C) * smooth
+        g = (1 - e) * g + (e / C) * (scw * p - cw)
+        A = (1 - e) * cwy + (e / C) * scw
+    h = A[..., None] * p * q
+    vm = valid[..., None]
+    return (
+        np.where(valid, n, 0),
+        np.where(valid, cwy, 0),
+        np.where(vm, g, 0),
+        np.where(vm, h, 0),
+    )
+
+
+def _nll(z, y, *, soft, valid, cw):
+    # z holds log-probabilities; the loss is linear in z (Hessian 0).
+    dt = z.dtype
+    if soft:
+        w = cw * y
+        n = -np.sum(_times(w, z), axis=-1, dtype=_acc_dtype(dt)).astype(dt)
+        return n, np.ones(n.shape, dt), -w, np.zeros_like(z)
+    C = z.shape[-1]
+    cwy = cw[y]
+    n = -cwy * _take(z, y)
+    onehot = (np.arange(C) == y[..., None]) & valid[..., None]
+    g = np.where(onehot, -cwy[..., None], 0)
+    return np.where(valid, n, 0), np.where(valid, cwy, 0), g, np.zeros_like(z)
+
+
+def _multi_margin(z, y, *, soft, valid, cw, margin, power):
+    # per sample: sum_{j != y} cw_y * max(0, margin - z_y + z_j)**power / C
+    dt = z.dtype
+    acc = _acc_dtype(dt)
+    C = z.shape[-1]
+    onehot = np.arange(C) == y[..., None]
+    zy = _take(z, y)
+    pos = np.where(onehot, 0, np.maximum(margin - zy[..., None] + z, 0))
+    coef = (cw[y] / C)[..., None]
+    if power == 1:
+        term, d, d2 = pos, np.sign(pos), np.zeros_like(pos)
+    else:
+        term, d, d2 = pos * pos, 2 * pos, 2 * np.sign(pos)
+    n = (coef[..., 0] * np.sum(term, axis=-1, dtype=acc)).astype(dt)
+    dsum = np.sum(d, axis=-1, keepdims=True, dtype=acc).astype(dt)
+    d2sum = np.sum(d2, axis=-1, keepdims=True, dtype=acc).astype(dt)
+    g = coef * np.where(onehot, -dsum, d)
+    h = coef * np.where(onehot, d2sum, d2)
+    return n, np.ones(n.shape, dt), g, h
+
+
+# ---------------------------------------------------------------------------
+# Parameter checks: (loss name, params dict) -> normalized params dict
+# ---------------------------------------------------------------------------
+
+
+def _real(name, pname, v):
+    if isinstance(v, (bool, np.bool_)) or not (
+        isinstance(v, numbers.Real)
+        or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf")
+    ):
+        raise TypeError(f"{name}: {pname} must be a real number, got {v!r}")
+    return float(v)
+
+
+def _check_open(pname, lo, hi):
+    def check(name, params):
+        v = _real(name, pname, params[pname])
+        if not (lo < v < hi):
+            raise ValueError(f"{name}: {pname} must be in ({lo}, {hi}), got {v!r}")
+        return {**params, pname: v}
+
+    return check
+
+
+def _check_delta(name, params):
+    v = _real(name, "delta", params["delta"])
+    if not v > 0:
+        raise ValueError(f"{name}: delta must be > 0, got {v!r}")
+    return {"delta": v}
+
+
+def _check_beta(name, params):
+    v = _real(name, "beta", params["beta"])
+    if not v >= 0:
+        raise ValueError(f"{name}: beta must be >= 0, got {v!r}")
+    return {"beta": v}
+
+
+def _check_focal(name, params):
+    g = _real(name, "gamma", params["gamma"])
+    if not 0 <= g < math.inf:
+        raise ValueError(f"{name}: gamma must be a finite number >= 0, got {g!r}")
+    a = params["alpha"]
+    if a is not None:
+        a = _real(name, "alpha", a)
+        if not 0 <= a <= 1:
+            raise ValueError(f"{name}: alpha must be in [0, 1] or None, got {a!r}")
+    return {"alpha": a, "gamma": g}
+
+
+def _check_class_common(name, params):
+    out = dict(params)
+    try:
+        out["class_axis"] = operator.index(params["class_axis"])
+    except TypeError:
+        raise TypeError(
+            f"{name}: class_axis must be an integer, got {params['class_axis']!r}"
+        ) from None
+    if "ignore_index" in params and params["ignore_index"] is not None:
+        ii = params["ignore_index"]
+        if isinstance(ii, (bool, np.bool_)):
+            raise TypeError(f"{name}: ignore_index must be an integer or None, got {ii!r}")
+        try:
+            out["ignore_index"] = operator.index(ii)
+        except TypeError:
+            raise TypeError(
+                f"{name}: ignore_index must be an integer or None, got {ii!r}"
+            ) from None
+    if "label_smoothing" in params:
+        e = _real(name, "label_smoothing", params["label_smoothing"])
+        if not 0 <= e <= 1:
+            raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {e!r}")
+        out["label_smoothing"] = e
+    if "margin" in params:
+        out["margin"] = _real(name, "margin", params["margin"])
+    if "power" in params:
+        pw = params["power"]
+        if isinstance(pw, (bool, np.bool_)) or not isinstance(pw, numbers.Real):
+            raise TypeError(f"{name}: power must be 1 or 2, got {pw!r}")
+        if pw not in (1, 2):
+            raise ValueError(f"{name}: power must be 1 or 2, got {pw!r}")
+        out["power"] = int(pw)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Data checks ("prepare"): (loss name, p, t, params) -> params
+# run after conversion and broadcasting, before computing
+# ---------------------------------------------------------------------------
+
+
+def _first_bad(name, what, arr, bad, expect):
+    if np.any(bad):
+        flat = int(np.argmax(bad.ravel()))
+        idx = np.unravel_index(flat, bad.shape) if bad.ndim else ()
+        idx = tuple(int(i) for i in idx)
+        val = arr[idx].item()
+        raise ValueError(
+            f"{name}: {what} must be {expect}; got {val!r} at index {idx}"
+        )
+
+
+def _prep_tweedie(name, p, t, params):
+    _first_bad(name, "y_true", t, t < 0, ">= 0")
+    return params
+
+
+def _prep_hinge(name, p, t, params):
+    bad = ~((t == -1) | (t == 0) | (t == 1) | np.isnan(t))
+    _first_bad(name, "y_true", t, bad, "a label in {-1, 0, 1}")
+    return params
+
+
+def _prep_bce(name, p, t, params):
+    _first_bad(name, "y_pred", p, (p < 0) | (p > 1), "a probability in [0, 1]")
+    _first_bad(name, "y_true", t, (t < 0) | (t > 1), "a probability in [0, 1]")
+    return params
+
+
+def _prep_pos_weight(name, p, t, params):
+    pw = params["pos_weight"]
+    if pw is None:
+        return params
+    pw = _as_array(pw, name, "pos_weight").astype(p.dtype)
+    _check_broadcast(name, "pos_weight", pw.shape, p.shape)
+    _first_bad(name, "pos_weight", pw, pw < 0, ">= 0")
+    return {**params, "pos_weight": np.broadcast_to(pw, p.shape)}
+
+
+# ---------------------------------------------------------------------------
+# Array conversion helpers
+# ---------------------------------------------------------------------------
+
+
+def _as_array(x, name, what):
+    if isinstance(x, np.ndarray):
+        a = x
+    else:
+        if getattr(x, "requires_grad", False) is True:
+            raise TypeError(
+                f"{name}: {what} is a tensor that requires grad; pass "
+                f"tensor.detach() (fastloss computes the gradient itself)"
+            )
+        if type(x).__module__.split(".")[0] == "dask":
+            raise TypeError(
+                f"{name}: {what} is a Dask array; compute it first "
+                f"(np.asarray would silently compute the whole array)"
+            )
+        a = None
+        if hasattr(x, "__dlpack__") and not isinstance(x, np.generic):
+            try:
+                a = np.from_dlpack(x)
+            except (TypeError, ValueError, BufferError, RuntimeError):
+                a = None
+        if a is None:
+            try:
+                a = np.asarray(x)
+            except (RuntimeError, ValueError) as exc:
+                raise TypeError(f"{name}: {what} cannot be converted to an array: {exc}") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name}: {what} must be a real (bool, integer or floating) array, "
+            f"got dtype {a.dtype}"
+        )
+    return a
+
+
+def _check_broadcast(name, what, shape, target):
+    try:
+        b = np.broadcast_shapes(shape, target)
+    except ValueError:
+        raise ValueError(
+            f"{name}: {what} of shape {shape} does not broadcast to {target}"
+        ) from None
+    if b != tuple(target):
+        raise ValueError(
+            f"{name}: {what} of shape {shape} would enlarge the shape {target} "
+            f"to {b} (for example an (N, 1) target against (N,) predictions)"
+        )
+
+
+def _compute_dtypes(dtype):
+    """(compute dtype, output dtype) for a y_pred dtype."""
+    if dtype.kind == "f":
+        if dtype == np.float16:
+            return np.dtype(np.float32), np.dtype(np.float16)
+        return dtype, dtype
+    return np.dtype(np.float64), np.dtype(np.float64)
+
+
+# ---------------------------------------------------------------------------
+# The generic wrapper
+# ---------------------------------------------------------------------------
+
+
+class ReferenceLoss:
+    """A loss with the public fastloss signature, computed in plain NumPy.
+
+    Parameters
+    ----------
+    name : str
+    fn : callable
+        The per-loss math (see the module docstring for both families).
+    params : dict
+        Loss parameter names and their defaults.
+    family : "elementwise" or "class"
+    param_check : callable(name, params) -> params, optional
+        Validates the scalar parameters and returns them normalized.
+    prepare : callable(name, p, t, params) -> params, optional
+        Elementwise family: data-dependent checks and array parameters, run on
+        the converted and broadcast arrays before computing.
+    accepts_probabilities : bool
+        Class family: whether y_true of y_pred's shape (probabilities) is allowed.
+    """
+
+    def __init__(
+        self,
+        name,
+        fn,
+        params=None,
+        family="elementwise",
+        param_check=None,
+        prepare=None,
+        accepts_probabilities=True,
+    ):
+        if family not in ("elementwise", "class"):
+            raise ValueError(f"unknown family {family!r}")
+        self.name = name
+        self.fn = fn
+        self.params = dict(params or {})
+        self.family = family
+        self.param_check = param_check
+        self.prepare = prepare
+        self.accepts_probabilities = accepts_probabilities
+        self.__doc__ = f"Reference (pure NumPy) {name} loss; parameters {self.params}."
+
+    def __repr__(self):
+        return f"<ReferenceLoss {self.name} ({self.family}) params={self.params}>"
+
+    # -- public methods ------------------------------------------------------
+
+    def __call__(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
+                 axis=None, out=None, n_threads=None, **loss_params):
+        """The loss value."""
+        v, _, _, _ = self._run(y_pred, y_true, reduction, sample_weight, axis,
+                               None, n_threads, loss_params, "value")
+        return v
+
+    def grad(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
+             axis=None, out=None, n_threads=None, **loss_params):
+        """Derivative of the sum of the returned values w.r.t. y_pred."""
+        _, g, _, o = self._run(y_pred, y_true, reduction, sample_weight, axis,
+                               out, n_threads, loss_params, "grad")
+        return self._write(g, o)
+
+    def value_and_grad(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
+                       axis=None, out=None, n_threads=None, **loss_params):
+        """(value, grad) as a pair."""
+        v, g, _, o = self._run(y_pred, y_true, reduction, sample_weight, axis,
+                               out, n_threads, loss_params, "value_and_grad")
+        return v, self._write(g, o)
+
+    def hessian(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
+                axis=None, out=None, n_threads=None, **loss_params):
+        """Diagonal of the Hessian, scaled like the gradient."""
+        _, _, h, o = self._run(y_pred, y_true, reduction, sample_weight, axis,
+                               out, n_threads, loss_params, "hessian")
+        return self._write(h, o)
+
+    @property
+    def reference(self):
+        return self
+
+    # -- argument handling -----------------------------------------------------
+
+    def _parse(self, reduction, axis, n_threads, loss_params):
+        unknown = [k for k in loss_params if k not in self.params]
+        if unknown:
+            raise TypeError(
+                f"{self.name}() got an unexpected keyword argument {unknown[0]!r}"
+                f" (loss parameters: {sorted(self.params) or 'none'})"
+            )
+        if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+            raise ValueError(
+                f"{self.name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
+            )
+        if reduction == "none" and axis is not None:
+            raise ValueError(f"{self.name}: reduction='none' cannot be combined with axis={axis!r}")
+        if n_threads is not None:
+            if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, numbers.Integral):
+                raise TypeError(f"{self.name}: n_threads must be an integer or None, got {n_threads!r}")
+            if n_threads < 1:
+                raise ValueError(f"{self.name}: n_threads must be >= 1, got {n_threads!r}")
+        params = {**self.params, **loss_params}
+        if self.param_check is not None:
+            params = self.param_check(self.name, params)
+        return params
+
+    def _check_out(self, out, shape, dtype):
+        if out is None:
+            return None
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{self.name}: out must be a numpy.ndarray, got {type(out).__name__}")
+        if out.dtype != dtype:
+            raise TypeError(f"{self.name}: out must have dtype {dtype}, got {out.dtype}")
+        if out.shape != tuple(shape):
+            raise ValueError(f"{self.name}: out must have shape {tuple(shape)}, got {out.shape}")
+        if not out.flags.c_contiguous:
+            raise ValueError(f"{self.name}: out must be C-contiguous")
+        if not out.flags.writeable:
+            raise ValueError(f"{self.name}: out is read-only")
+        return out
+
+    @staticmethod
+    def _write(a, out):
+        if out is None:
+            return a
+        out[...] = a
+        return out
+
+    def _run(self, y_pred, y_true, reduction, sample_weight, axis, out,
+             n_threads, loss_params, method):
+        params = self._parse(reduction, axis, n_threads, loss_params)
+        p = _as_array(y_pred, self.name, "y_pred")
+        dt, odt = _compute_dtypes(p.dtype)
+        out = self._check_out(out, p.shape, odt) if method != "value" else None
+        p = p.astype(dt, copy=False)
+        t = _as_array(y_true, self.name, "y_true")
+        with np.errstate(all="ignore"):
+            if self.family == "elementwise":
+                n, dw, g, h, s = self._elementwise(p, t, sample_weight, params, dt)
+                bshape = ()  # s and W broadcast directly against g
+            else:
+                n, dw, g, h, s, cax = self._class(p, t, sample_weight, params, dt)
+                bshape = (1,)
+            value, den = self._reduce(n, dw, s, reduction, axis, dt, odt)
+            den = den.reshape(den.shape + bshape)
+            sc = s.reshape(s.shape + bshape)
+            res = []
+            for d, needed in ((g, method in ("grad", "value_and_grad")),
+                              (h, method == "hessian")):
+                if not needed:
+                    res.append(None)
+                    continue
+                d = self._scale(d, sc, den, dt)
+                if self.family == "class":
+                    d = np.moveaxis(d, -1, cax)
+                res.append(np.array(d, dtype=odt, order="C"))  # 0-d stays 0-d
+        return value, res[0], res[1], out
+
+    def _weights(self, sample_weight, shape, dt):
+        if sample_weight is None:
+            return np.ones(shape, dt)
+        s = _as_array(sample_weight, self.name, "sample_weight")
+        _check_broadcast(self.name, "sample_weight", s.shape, shape)
+        return np.broadcast_to(s.astype(dt, copy=False), shape)
+
+    def _elementwise(self, p, t, sample_weight, params, dt):
+        _check_broadcast(self.name, "y_true", t.shape, p.shape)
+        t = np.broadcast_to(t.astype(dt, copy=False), p.shape)
+        s = self._weights(sample_weight, p.shape, dt)
+        if self.prepare is not None:
+            params = self.prepare(self.name, p, t, params)
+        l, g, h = self.fn(p, t, **params)
+        # NaN in an element's inputs gives NaN in all three outputs
+        nan = np.isnan(p) | np.isnan(t)
+        l, g, h = (np.where(nan, np.nan, np.broadcast_to(x, p.shape)).astype(dt, copy=False)
+                   for x in (l, g, h))
+        return l, np.ones(p.shape, dt), g, h, s
+
+    def _class(self, z, y, sample_weight, params, dt):
+        name = self.name
+        if z.ndim == 0:
+            raise ValueError(f"{name}: y_pred must have a class axis, got a 0-d array")
+        cax = params.pop("class_axis")
+        try:
+            cax = _norm_axis(cax, z.ndim)
+        except ValueError:
+            raise ValueError(
+                f"{name}: class_axis {cax} is out of bounds for y_pred of shape {z.shape}"
+            ) from None
+        C = z.shape[cax]
+        zl = np.moveaxis(z, cax, -1)
+        S = zl.shape[:-1]
+        ignore = params.pop("ignore_index", None)
+        cw = params.pop("class_weight", None)
+        if cw is None:
+            cw = np.ones(C, dt)
+        else:
+            cw = _as_array(cw, name, "class_weight")
+            if cw.shape != (C,):
+                raise ValueError(
+                    f"{name}: class_weight must have shape ({C},) for {C} classes, got {cw.shape}"
+                )
+            cw = cw.astype(dt)
+        soft = y.shape == z.shape
+        if soft:
+            if not self.accepts_probabilities:
+                raise ValueError(
+                    f"{name}: y_true of y_pred's shape {z.shape} would be class "
+                    f"probabilities; {name} needs integer labels of shape {S}"
+                )
+            if ignore is not None:
+                raise ValueError(f"{name}: ignore_index cannot be used with probability targets")
+            y = np.moveaxis(y.astype(dt, copy=False), cax, -1)
+            valid = None
+        else:
+            _check_broadcast(name, "y_true (class labels)", y.shape, S)
+            y = np.broadcast_to(y, S)
+            y, valid = _labels(name, y, C, ignore)
+        s = self._weights(sample_weight, S, dt)
+        if C == 0:
+            n = np.zeros(S, dt)
+            dw = np.ones(S, dt) if soft else np.zeros(S, dt)
+            g = np.zeros(zl.shape, dt)
+            return n, dw, g, g, s, cax
+        n, dw, g, h = self.fn(zl, y, soft=soft, valid=valid, cw=cw, **params)
+        return (n.astype(dt, copy=False), dw.astype(dt, copy=False),
+                g.astype(dt, copy=False), h.astype(dt, copy=False), s, cax)
+
+    # -- reductions --------------------------------------------------------------
+
+    def _reduce(self, n, dw, s, reduction, axis, dt, odt):
+        """Returns (value, W): W, broadcastable to n, is what s*g is divided by
+        (the mean's denominator over each reduced slice, 1 otherwise)."""
+        acc = _acc_dtype(dt)
+        sn = s * n
+        one = np.ones((1,) * n.ndim, acc)
+        if reduction == "none":
+            return np.asarray(sn, dtype=odt), one
+        num = np.sum(sn, axis=axis, dtype=acc)
+        if reduction == "sum":
+            value, den_k = num, one
+        else:
+            den_k = np.sum(s * dw, axis=axis, dtype=acc, keepdims=True)
+            den = den_k.reshape(np.shape(num))
+            zero = den == 0
+            if np.any(zero):
+                warnings.warn(
+                    f"{self.name}: mean over zero total weight (empty input, all samples "
+                    f"ignored or weights summing to 0) is nan",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            value = np.where(zero, np.nan, num / np.where(zero, 1, den))
+        if np.ndim(value) == 0:
+            return odt.type(value), den_k
+        return np.asarray(value, dtype=odt), den_k
+
+    @staticmethod
+    def _scale(g, s, den, dt):
+        sg = s * g
+        r = sg.astype(den.dtype) / den
+        # over a zero denominator: 0 wherever the weighted derivative is 0
+        r = np.where((den == 0) & (sg == 0), 0, r)
+        return r.astype(dt, copy=False)
+
+
+def _norm_axis(ax, ndim):
+    if not -ndim <= ax < ndim:
+        raise ValueError("axis out of bounds")
+    return ax % ndim
+
+
+def _labels(name, y, C, ignore):
+    """Validate class labels (already broadcast to the per-sample shape).
+
+    Returns (labels as int64 with ignored samples set to 0, mask of samples
+    that are not ignored)."""
+    if y.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad_num = ~np.isfinite(y) | (y != np.floor(y))
+        _first_bad(name, "y_true", y, bad_num,
+                   "whole-number class labels (not NaN, inf or fractional)")
+    ign = (y == ignore) if ignore is not None else np.zeros(y.shape, bool)
+    bad = ~ign & ((y < 0) | (y >= C))
+    expect = f"a class label in [0, {C})" + (
+        f" or ignore_index={ignore}" if ignore is not None else ""
+    )
+    _first_bad(name, "y_true", y, bad, expect)
+    valid = ~ign
+    yi = np.where(valid, y, 0).astype(np.int64)
+    return yi, valid
+
+
+# ---------------------------------------------------------------------------
+# The 16 losses
+# ---------------------------------------------------------------------------
+
+_E = "elementwise"
+_CLS = "class"
+
+LOSSES = {
+    loss.name: loss
+    for loss in [
+        ReferenceLoss("mse", _mse, {}, _E),
+        ReferenceLoss("mae", _mae, {}, _E),
+        ReferenceLoss("huber", _huber, {"delta": 1.0}, _E, _check_delta),
+        ReferenceLoss("smooth_l1", _smooth_l1, {"beta": 1.0}, _E, _check_beta),
+        ReferenceLoss("log_cosh", _log_cosh, {}, _E),
+        ReferenceLoss("quantile", _quantile, {"q": 0.5}, _E, _check_open("q", 0.0, 1.0)),
+        ReferenceLoss("poisson", _poisson, {}, _E),
+        ReferenceLoss("tweedie", _tweedie, {"power": 1.5}, _E,
+                      _check_open("power", 1.0, 2.0), _prep_tweedie),
+        ReferenceLoss("binary_cross_entropy", _binary_cross_entropy, {}, _E,
+                      None, _prep_bce),
+        ReferenceLoss("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits,
+                      {"pos_weight": None}, _E, None, _prep_pos_weight),
+        ReferenceLoss("sigmoid_focal", _sigmoid_focal, {"alpha": 0.25, "gamma": 2.0}, _E,
+                      _check_focal),
+        ReferenceLoss("hinge", _hinge, {}, _E, None, _prep_hinge),
+        ReferenceLoss("squared_hinge", _squared_hinge, {}, _E, None, _prep_hinge),
+        ReferenceLoss("cross_entropy", _cross_entropy,
+                      {"class_axis": -1, "class_weight": None, "label_smoothing": 0.0,
+                       "ignore_index": None}, _CLS, _check_class_common),
+        ReferenceLoss("nll", _nll,
+                      {"class_axis": -1, "class_weight": None, "ignore_index": None},
+                      _CLS, _check_class_common),
+        ReferenceLoss("multi_margin", _multi_margin,
+                      {"class_axis": -1, "margin": 1.0, "power": 1, "class_weight": None},
+                      _CLS, _check_class_common, accepts_probabilities=False),
+    ]
+}
+
+mse = LOSSES["mse"]
+mae = LOSSES["mae"]
+huber = LOSSES["huber"]
+smooth_l1 = LOSSES["smooth_l1"]
+log_cosh = LOSSES["log_cosh"]
+quantile = LOSSES["quantile"]
+poisson = LOSSES["poisson"]
+tweedie = LOSSES["tweedie"]
+binary_cross_entropy = LOSSES["binary_cross_entropy"]
+binary_cross_entropy_with_logits = LOSSES["binary_cross_entropy_with_logits"]
+sigmoid_focal = LOSSES["sigmoid_focal"]
+hinge = LOSSES["hinge"]
+squared_hinge = LOSSES["squared_hinge"]
+cross_entropy = LOSSES["cross_entropy"]
+nll = LOSSES["nll"]
+multi_margin = LOSSES["multi_margin"]
