@@ -54,6 +54,30 @@ cdef extern from "fastloss.h" nogil:
     double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                      const fl_ew_args *a, int nthreads)
     const char *fl_ew_kernel_name(int k)
+    enum:
+        FL_CLS_CE
+        FL_CLS_NLL
+        FL_CLS_MARGIN
+    ctypedef long long int64_t
+    ctypedef struct fl_cls_args:
+        fl_idx outer, C, inner
+        const void *z
+        const int64_t *y
+        const void *tp
+        const void *sw
+        const void *cw
+        double smoothing
+        int has_ignore
+        int64_t ignore_index
+        double margin
+        int power
+        void *val
+        void *grad
+        void *hess
+        double scale
+    fl_idx fl_cls_prepass(int dtype, const fl_cls_args *a, double *wsum)
+    double fl_cls_run(int dtype, int kernel, const fl_cls_args *a, int nthreads,
+                      int *status)
     void fl_set_global_threads(int n)
     int fl_get_global_threads()
     void fl_set_thread_override(int n)
@@ -213,6 +237,71 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
     with nogil:
         _coalesce(&a, 4)
         res = fl_ew_run(dt, kernel, mode, &prm, &a, nthreads)
+    return res
+
+
+CLS_KERNELS = {"ce": FL_CLS_CE, "nll": FL_CLS_NLL, "margin": FL_CLS_MARGIN}
+
+
+cdef void *_data_or_null(object a) except? NULL:
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef int _fill_cls(fl_cls_args *a, cnp.ndarray z, fl_idx outer, fl_idx C, fl_idx inner,
+                   object y, object tp, object sw, object cw, double smoothing,
+                   object ignore_index, double margin, int power) except -1:
+    memset(a, 0, sizeof(fl_cls_args))
+    a.outer = outer
+    a.C = C
+    a.inner = inner
+    a.z = cnp.PyArray_DATA(z)
+    a.y = <const int64_t *>_data_or_null(y)
+    a.tp = _data_or_null(tp)
+    a.sw = _data_or_null(sw)
+    a.cw = _data_or_null(cw)
+    a.smoothing = smoothing
+    a.has_ignore = ignore_index is not None
+    a.ignore_index = ignore_index if ignore_index is not None else 0
+    a.margin = margin
+    a.power = power
+    return 0
+
+
+def cls_prepass(cnp.ndarray z, fl_idx outer, fl_idx C, fl_idx inner, object y,
+                object sw, object cw, object ignore_index):
+    """Validate the labels y; returns (index of the first bad label or -1,
+    sum of s * cw[y] over the samples not ignored)."""
+    cdef fl_cls_args a
+    cdef double wsum = 0.0
+    cdef fl_idx bad
+    _fill_cls(&a, z, outer, C, inner, y, None, sw, cw, 0.0, ignore_index, 0.0, 1)
+    cdef int dt = _dtype_code(z)
+    with nogil:
+        bad = fl_cls_prepass(dt, &a, &wsum)
+    return bad, wsum
+
+
+def cls_call(int kernel, cnp.ndarray z, fl_idx outer, fl_idx C, fl_idx inner,
+             object y, object tp, object sw, object cw, double smoothing,
+             object ignore_index, double margin, int power,
+             object val, object grad, object hess, double scale, int nthreads):
+    """Run one class-axis kernel on checked, C-contiguous arrays."""
+    cdef fl_cls_args a
+    cdef int status = 0
+    cdef double res
+    _fill_cls(&a, z, outer, C, inner, y, tp, sw, cw, smoothing, ignore_index, margin, power)
+    a.val = _data_or_null(val)
+    a.grad = _data_or_null(grad)
+    a.hess = _data_or_null(hess)
+    a.scale = scale
+    cdef int dt = _dtype_code(z)
+    nthreads = fl_resolve_threads(nthreads)
+    with nogil:
+        res = fl_cls_run(dt, kernel, &a, nthreads, &status)
+    if status != 0:
+        raise MemoryError("fastloss: no memory for work buffers")
     return res
 
 

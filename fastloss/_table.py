@@ -7,6 +7,7 @@ out=, threads, errors -- is generic (fastloss._api) and serves every row.
 """
 import math
 import numbers
+import operator
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 
@@ -60,13 +61,25 @@ class Param:
     allow_none: bool = False
     none_value: float = 0.0
     doc: str = ""
+    integer: bool = False
 
     def check(self, loss, value):
-        """Validate `value`; return the float the kernel gets."""
+        """Validate `value`; return the float (or int) the kernel gets."""
         if value is None:
             if self.allow_none:
                 return self.none_value
             raise TypeError(f"{loss}: {self.name} must be a number, not None")
+        if self.integer:
+            if isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{loss}: {self.name} must be an integer, got a bool")
+            try:
+                v = operator.index(value)
+            except TypeError:
+                raise TypeError(f"{loss}: {self.name} must be an integer, got "
+                                f"{type(value).__name__}") from None
+            if not bool(self.domain.contains(v)):
+                raise ValueError(f"{loss}: {self.name} must be in {self.domain}, got {value!r}")
+            return v
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{loss}: {self.name} must be a real number, "
                             f"got {type(value).__name__}")
@@ -105,6 +118,8 @@ class LossSpec:
     checks: Tuple[DataCheck, ...] = ()
     # kernel chosen from the given array params (e.g. pos_weight -> *_pw)
     kernel_with_array: Optional[str] = None
+    # class losses: whether y_true may be class probabilities
+    accepts_probabilities: bool = True
     fast_kernel: int = field(default=-1, init=False)
 
     @property
@@ -177,6 +192,34 @@ TABLE = [
          "max(0, 1 - s*x), labels s in {-1, +1} (0 means -1)"),
     _row("squared_hinge", "squared_hinge", "Squared hinge loss",
          "max(0, 1 - s*x)**2, labels s in {-1, +1} (0 means -1)"),
+]
+
+
+def _class_row(name, kernel, summary, formula, params=(), **kw):
+    common = (Param("class_axis", -1, REAL, integer=True,
+                    doc="the axis of y_pred holding the classes"),)
+    return LossSpec(name=name, family="class", kernel=kernel, summary=summary,
+                    formula=formula, params=common + tuple(params),
+                    array_params=(ArrayParam("class_weight", REAL,
+                                             "per-class weights of shape (C,)"),), **kw)
+
+
+_IGNORE = Param("ignore_index", None, REAL, integer=True, allow_none=True, none_value=None,
+                doc="label whose samples are left out (None: no such label)")
+
+TABLE += [
+    # ------------------------------------------------------- multiclass
+    _class_row("cross_entropy", "ce", "Cross-entropy on logits (softmax + NLL, fused)",
+               "logsumexp(z) - z[y]   (probability targets: -sum(t * log_softmax(z)))",
+               [Param("label_smoothing", 0.0, UNIT, doc="mass spread uniformly over the classes"),
+                _IGNORE]),
+    _class_row("nll", "nll", "Negative log-likelihood on log-probabilities",
+               "-logp[y]   (probability targets: -sum(t * logp))", [_IGNORE]),
+    _class_row("multi_margin", "margin", "Multi-class margin (hinge) loss",
+               "sum_{j != y} max(0, margin - z[y] + z[j])**power / C",
+               [Param("margin", 1.0, REAL, doc="the margin"),
+                Param("power", 1, Domain(values=(1.0, 2.0)), integer=True, doc="1 or 2")],
+               accepts_probabilities=False),
 ]
 
 

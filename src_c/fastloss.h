@@ -12,6 +12,7 @@
 #define FASTLOSS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef ptrdiff_t fl_idx;
 
@@ -77,6 +78,40 @@ typedef struct {
 double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                  const fl_ew_args *a, int nthreads);
 const char *fl_ew_kernel_name(int kernel);   /* "" when out of range */
+
+/* ------------------------------------------------------------------ *
+ * The class-axis family.  Logits (or log-probabilities) z are
+ * C-contiguous with shape (outer, C, inner): a sample is an (outer, inner)
+ * position.  Per-sample arrays (labels, weights, values) are C-contiguous
+ * of shape (outer, inner).  Labels are checked by fl_cls_prepass before
+ * any call that writes. */
+enum fl_cls_kernel { FL_CLS_CE = 0, FL_CLS_NLL = 1, FL_CLS_MARGIN = 2 };
+
+typedef struct {
+    fl_idx outer, C, inner;
+    const void *z;              /* logits                                  */
+    const int64_t *y;           /* labels, or NULL for probability targets */
+    const void *tp;             /* probability targets (layout of z) or NULL */
+    const void *sw;             /* per-sample weights or NULL               */
+    const void *cw;             /* class weights (C) or NULL                */
+    double smoothing;           /* label_smoothing (cross_entropy)          */
+    int has_ignore;
+    int64_t ignore_index;
+    double margin;              /* multi_margin                             */
+    int power;                  /* multi_margin: 1 or 2                     */
+    void *val;                  /* per-sample weighted values, or NULL      */
+    void *grad, *hess;          /* layout of z, or NULL (at most one)       */
+    double scale;               /* multiplies grad / hess                   */
+} fl_cls_args;
+
+/* Returns the index of the first label outside [0, C) that is not the
+ * ignore_index, or -1; then *wsum = sum_i s_i cw[y_i] [y_i != ignore]. */
+fl_idx fl_cls_prepass(int dtype, const fl_cls_args *a, double *wsum);
+
+/* Runs a class-axis call; returns sum_i s_i loss_i.  *status is 0, or -1
+ * when memory for work buffers could not be had (nothing was written). */
+double fl_cls_run(int dtype, int kernel, const fl_cls_args *a, int nthreads,
+                  int *status);
 
 /* Threads: 0 means "not set".  The effective default is the OpenMP
  * runtime's omp_get_max_threads() (so OMP_NUM_THREADS and threadpoolctl

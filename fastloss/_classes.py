@@ -1,0 +1,200 @@
+"""Generic machinery of the class-axis family (cross_entropy, nll,
+multi_margin): class axis, integer labels or probability targets, class
+weights, ignore_index, per-sample weights and reductions.  The shared
+argument checks come from ``_api``; the numbers from ``_core.cls_call``.
+
+Semantics (SPEC section 5): per sample a numerator n_i and a denominator
+weight dw_i (cw[y_i] [y_i != ignore_index] for cross_entropy/nll with labels,
+1 otherwise); "mean" is sum(s n) / sum(s dw) over `axis`.
+"""
+import math
+
+import numpy as np
+
+from . import _core
+from ._api import (GRAD, HESSIAN, VALUE, VALUE_AND_GRAD, _empty_mean_warning, as_array,
+                   _check_kind, _deriv_buffer, _finish_deriv, check_out, check_threads,
+                   normalize_axis, resolve_pred)
+
+
+def _class_axis(where, value, ndim):
+    if ndim == 0:
+        raise ValueError(f"{where}: y_pred must have a class axis (got a 0-d array)")
+    if not -ndim <= value < ndim:
+        raise np.exceptions.AxisError(value, ndim, f"{where}: class_axis")
+    return value % ndim
+
+
+def _labels(where, yt, sample_shape, C, ignore_index):
+    """Integer labels broadcast to the per-sample shape, as C-contiguous
+    int64.  Float labels must be whole, finite numbers; their range is
+    checked here (before any cast), integer labels' range in C."""
+    try:
+        b = np.broadcast_shapes(yt.shape, sample_shape)
+    except ValueError:
+        raise ValueError(f"{where}: y_true of shape {yt.shape} is neither class "
+                         f"probabilities of y_pred's shape nor labels broadcastable to "
+                         f"the per-sample shape {sample_shape}") from None
+    if b != tuple(sample_shape):
+        raise ValueError(f"{where}: labels of shape {yt.shape} would enlarge the per-sample "
+                         f"shape {sample_shape} to {b}")
+    yb = np.broadcast_to(yt, sample_shape)
+    if yt.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(yb) & (yb == np.floor(yb))
+            inrange = (yb >= 0) & (yb < C)
+            if ignore_index is not None:
+                inrange |= yb == ignore_index
+        bad = ~(ok & inrange)
+        if bad.any():
+            _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
+        return np.ascontiguousarray(yb, dtype=np.int64), yb
+    if yt.dtype.kind == "u" and yt.dtype.itemsize == 8 and yb.size and yb.max() > np.iinfo(np.int64).max:
+        bad = yb > np.iinfo(np.int64).max
+        _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
+    return np.ascontiguousarray(yb, dtype=np.int64), yb
+
+
+def _bad_label(where, yb, flat, C):
+    idx = tuple(int(i) for i in np.unravel_index(flat, yb.shape)) if yb.ndim else ()
+    val = yb.ravel()[flat] if yb.ndim else yb[()]
+    raise ValueError(f"{where}: label {val!r} at index {idx} of the per-sample array is not "
+                     f"a class in [0, {C}) nor the ignore_index")
+
+
+def run(loss, where, method, reduction, y_pred, y_true, kwargs):
+    spec = loss.spec
+    params = {p.name: p.check(loss.name, kwargs.get(p.name, p.default)) for p in spec.params}
+    p, cdt, odt = resolve_pred(where, y_pred)
+    ax = _class_axis(where, params["class_axis"], p.ndim)
+    shape = p.shape
+    C = shape[ax]
+    sample_shape = shape[:ax] + shape[ax + 1:]
+    outer = math.prod(shape[:ax])
+    inner = math.prod(shape[ax + 1:])
+    ignore_index = params.get("ignore_index")
+
+    yt = as_array(where, "y_true", y_true)
+    _check_kind(where, "y_true", yt)
+    soft = yt.shape == shape
+    y = tp = ylab = None
+    if soft:
+        if not spec.accepts_probabilities:
+            raise ValueError(f"{where}: y_true has y_pred's shape {shape}, i.e. class "
+                             f"probabilities, but {loss.name} needs integer labels")
+        if ignore_index is not None:
+            raise ValueError(f"{where}: ignore_index cannot be used with probability targets")
+        tp = np.ascontiguousarray(yt, dtype=cdt)
+    else:
+        y, ylab = _labels(where, yt, sample_shape, C, ignore_index)
+
+    sw = sw0 = None
+    if kwargs.get("sample_weight") is not None:
+        sw0 = as_array(where, "sample_weight", kwargs["sample_weight"])
+        _check_kind(where, "sample_weight", sw0)
+        try:
+            b = np.broadcast_shapes(sw0.shape, sample_shape)
+        except ValueError:
+            b = None
+        if b != tuple(sample_shape):
+            raise ValueError(f"{where}: sample_weight of shape {sw0.shape} does not broadcast "
+                             f"to the per-sample shape {sample_shape} without enlarging it")
+        sw = np.ascontiguousarray(np.broadcast_to(sw0.astype(cdt, copy=False), sample_shape))
+    cw = None
+    if kwargs.get("class_weight") is not None:
+        cw0 = as_array(where, "class_weight", kwargs["class_weight"])
+        _check_kind(where, "class_weight", cw0)
+        if cw0.shape != (C,):
+            raise ValueError(f"{where}: class_weight must have shape ({C},) (one weight per "
+                             f"class), got {cw0.shape}")
+        cw = np.ascontiguousarray(cw0, dtype=cdt)
+    axis = normalize_axis(where, kwargs.get("axis"), len(sample_shape), reduction)
+    nthreads = check_threads(where, kwargs.get("n_threads"))
+    if method == VALUE and kwargs.get("out") is not None:
+        raise TypeError(f"{where}() takes no out= (the value is a scalar or a new array)")
+    out = check_out(where, kwargs.get("out"), shape, odt) if method != VALUE else None
+
+    z = np.ascontiguousarray(p)
+    kernel = _core.CLS_KERNELS[spec.kernel]
+    wsum = None
+    if y is not None:
+        bad, wsum = _core.cls_prepass(z, outer, C, inner, y, sw, cw, ignore_index)
+        if bad >= 0:
+            _bad_label(where, ylab, bad, C)
+        if spec.kernel == "margin":
+            wsum = None                 # multi_margin's mean divides by sum(s)
+    smoothing = params.get("label_smoothing", 0.0)
+    margin = params.get("margin", 0.0)
+    power = params.get("power", 1)
+    # ---- nothing below can fail on the user's input
+    nsamp = outer * inner
+    if wsum is None:
+        wsum = float(nsamp) if sw is None else float(np.sum(sw, dtype=np.float64))
+
+    want_val = method in (VALUE, VALUE_AND_GRAD)
+    deriv = None
+    if method != VALUE:
+        deriv = _deriv_buffer(out, shape, cdt, odt, (p, tp))
+    g = deriv if method in (GRAD, VALUE_AND_GRAD) else None
+    h = deriv if method == HESSIAN else None
+
+    def call(sweights, val, scale):
+        return _core.cls_call(kernel, z, outer, C, inner, y, tp, sweights, cw, smoothing,
+                              ignore_index, margin, power, val, g, h, scale, nthreads)
+
+    value = None
+    if reduction != "none" and axis is None:
+        scale = (1.0 / wsum if wsum != 0 else 0.0) if reduction == "mean" else 1.0
+        s = call(sw, None, scale)
+        if want_val:
+            if reduction == "mean":
+                if wsum == 0:
+                    _empty_mean_warning(where)
+                    s = np.nan
+                else:
+                    s = s / wsum
+            value = odt.type(s)
+    elif reduction == "none":
+        v = np.empty(sample_shape, dtype=cdt)
+        call(sw, v, 1.0)
+        value = v.astype(odt, copy=False)
+    else:
+        value = _partial(where, reduction, axis, spec, y, sw, cw, ignore_index, nsamp,
+                         sample_shape, cdt, odt, call)
+    if deriv is not None:
+        deriv = _finish_deriv(deriv, out, odt)
+    if method == VALUE:
+        return value
+    if method == VALUE_AND_GRAD:
+        return value, deriv
+    return deriv
+
+
+def _partial(where, reduction, axis, spec, y, sw, cw, ignore_index, nsamp, sample_shape,
+             cdt, odt, call):
+    """Reduction over some per-sample axes: each sample weighted by
+    s / W(slice) for "mean" so that one pass gives value terms and
+    derivative."""
+    s = np.ones(sample_shape, dtype=np.float64) if sw is None else sw.astype(np.float64)
+    eff = s
+    empty = None
+    if reduction == "mean":
+        dw = np.ones(sample_shape)
+        if y is not None and spec.kernel in ("ce", "nll"):
+            valid = np.ones(sample_shape, dtype=bool) if ignore_index is None else y != ignore_index
+            cwy = np.ones(sample_shape) if cw is None else \
+                cw.astype(np.float64)[np.where(valid, y, 0)]
+            dw = np.where(valid, cwy, 0.0)
+        W = np.sum(s * dw, axis=axis, keepdims=True)
+        zero = W == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eff = np.where(zero, 0.0, s / np.where(zero, 1.0, W))
+        if zero.any():
+            empty = np.squeeze(zero, axis=axis)
+    v = np.empty(sample_shape, dtype=cdt)
+    call(np.ascontiguousarray(eff, dtype=cdt), v, 1.0)
+    value = np.sum(v, axis=axis, dtype=np.float64)
+    if empty is not None and np.any(empty):
+        _empty_mean_warning(where)
+        value = np.where(empty, np.nan, value)
+    return np.asarray(value).astype(odt)

@@ -1,0 +1,489 @@
+/* The class-axis family (cross_entropy, nll, multi_margin) for one floating
+ * type; included by classwise.c with T, SFX(n), VM(f) defined.
+ *
+ * Logits are C-contiguous (outer, C, inner); a sample is one (outer, inner)
+ * position and its C logits lie at stride `inner`.  When inner == 1 a
+ * sample's logits are a contiguous row and are used in place; otherwise they
+ * are gathered into a small buffer and the gradient scattered back.
+ *
+ * cross_entropy works on SEGMENTS of a row: phase A computes a segment's
+ * maximum m_s and its sums relative to m_s (storing exp(z - m_s) in the
+ * gradient row), phase B merges the segments of a row, phase C turns the
+ * stored exponentials into the gradient.  An ordinary row is one segment
+ * (A and C back to back while the row is in cache: logits read once,
+ * gradient written once); a few very long rows are cut into many segments
+ * so that all threads share them.
+ */
+
+/* Per-segment sums, all relative to the segment maximum m. */
+typedef struct {
+    double S;      /* sum_c exp(z_c - m)                              */
+    double Sx;     /* the same without the target class               */
+    double Q;      /* sum_c w_c (m - z_c), w_c the smoothing/target weights */
+    double R;      /* sum_c w_c                                        */
+    T m;
+} SFX(seg);
+
+/* Phase A over z[0..n) (classes c0 .. c0+n).  y: the target class index
+ * relative to z (or outside [0, n)); w_c is
+ *   WMODE 0: none (no smoothing), 1: eC * cw_c (label smoothing),
+ *   WMODE 2: cw_c * ((1-e) t_c + e/C) (probability targets).
+ * STORE: keep exp(z_c - m) in g. */
+FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
+                               const T *FL_RESTRICT cw, const T *FL_RESTRICT tp,
+                               T eC, T onem_e, T *FL_RESTRICT g,
+                               const int WMODE, const int CW, const int STORE,
+                               SFX(seg) *st)
+{
+    T m = -(T)INFINITY;
+    _Pragma("omp simd reduction(max:m)")
+    for (fl_idx c = 0; c < n; c++) m = z[c] > m ? z[c] : m;
+    double S = 0.0, Sx = 0.0, Q = 0.0, R = 0.0;
+    _Pragma("omp simd reduction(+:S, Sx, Q, R)")
+    for (fl_idx c = 0; c < n; c++) {
+        T zc = z[c];
+        /* z == m gives exactly 0 even when m is infinite */
+        T d = zc == m ? (T)0 : zc - m;
+        T e = VM(exp)(d);
+        S += (double)e;
+        Sx += c == y ? 0.0 : (double)e;
+        if (WMODE) {
+            T cwc = CW ? cw[c] : (T)1;
+            T w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tp[c] + eC);
+            /* a zero weight contributes 0 even against a -inf logit */
+            Q += w == 0 ? 0.0 : (double)(w * -d);
+            R += (double)w;
+        }
+        if (STORE) g[c] = e;
+    }
+    st->S = S; st->Sx = Sx; st->Q = Q; st->R = R; st->m = m;
+}
+
+/* Phase C, in place on buf (holding exp(z_c - m_s)), with
+ * p_c = buf_c * f and f = exp(m_s - M) / S:
+ *   gradient  buf_c = k (A p_c - w_c)
+ *   Hessian   buf_c = k A p_c (1 - p_c) */
+FL_INLINE void SFX(ce_phase_c)(T *FL_RESTRICT buf, fl_idx n,
+                               const T *FL_RESTRICT cw, const T *FL_RESTRICT tp,
+                               T eC, T onem_e, T f, T kA, T k,
+                               const int WMODE, const int CW, const int HESS)
+{
+    _Pragma("omp simd")
+    for (fl_idx c = 0; c < n; c++) {
+        T p = buf[c] * f;
+        if (HESS) {
+            buf[c] = kA * p * ((T)1 - p);
+        } else {
+            T w = (T)0;
+            if (WMODE) {
+                T cwc = CW ? cw[c] : (T)1;
+                w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tp[c] + eC);
+            }
+            buf[c] = kA * p - k * w;
+        }
+    }
+}
+
+/* Everything about a cross_entropy call that is fixed per call. */
+typedef struct {
+    const fl_cls_args *a;
+    fl_idx C;
+    T eC, onem_e;          /* e / C and 1 - e                               */
+    int wmode, cw, hess, grad;
+} SFX(ce_ctx);
+
+static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_idx y,
+                      const T *cw, const T *tp, T *g, SFX(seg) *st)
+{
+    /* constant flags -> one specialised loop per combination */
+#define CE_A(W, CWF, ST) SFX(ce_phase_a)(z, n, y, cw, tp, x->eC, x->onem_e, g, W, CWF, ST, st)
+    int store = g != NULL;
+    switch (x->wmode * 4 + x->cw * 2 + store) {
+        case 0: CE_A(0, 0, 0); break;  case 1: CE_A(0, 0, 1); break;
+        case 2: CE_A(0, 1, 0); break;  case 3: CE_A(0, 1, 1); break;
+        case 4: CE_A(1, 0, 0); break;  case 5: CE_A(1, 0, 1); break;
+        case 6: CE_A(1, 1, 0); break;  case 7: CE_A(1, 1, 1); break;
+        case 8: CE_A(2, 0, 0); break;  case 9: CE_A(2, 0, 1); break;
+        case 10: CE_A(2, 1, 0); break; default: CE_A(2, 1, 1); break;
+    }
+#undef CE_A
+}
+
+static FL_CLONES void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T *cw,
+                      const T *tp, T f, T kA, T k)
+{
+#define CE_C(W, CWF, H) SFX(ce_phase_c)(buf, n, cw, tp, x->eC, x->onem_e, f, kA, k, W, CWF, H)
+    switch (x->wmode * 4 + x->cw * 2 + x->hess) {
+        case 0: CE_C(0, 0, 0); break;  case 1: CE_C(0, 0, 1); break;
+        case 2: CE_C(0, 1, 0); break;  case 3: CE_C(0, 1, 1); break;
+        case 4: CE_C(1, 0, 0); break;  case 5: CE_C(1, 0, 1); break;
+        case 6: CE_C(1, 1, 0); break;  case 7: CE_C(1, 1, 1); break;
+        case 8: CE_C(2, 0, 0); break;  case 9: CE_C(2, 0, 1); break;
+        case 10: CE_C(2, 1, 0); break; default: CE_C(2, 1, 1); break;
+    }
+#undef CE_C
+}
+
+/* Merge the segments of one row and finish it: returns the sample's loss
+ * (before the sample weight) and fills what phase C needs. */
+typedef struct { double M, S, Sx, Q, R, logS; } SFX(rowsum);
+
+static SFX(rowsum) SFX(ce_merge)(const SFX(seg) *st, fl_idx nseg)
+{
+    SFX(rowsum) r;
+    T M = st[0].m;
+    for (fl_idx s = 1; s < nseg; s++) M = st[s].m > M ? st[s].m : M;
+    double S = 0, Sx = 0, Q = 0, R = 0;
+    for (fl_idx s = 0; s < nseg; s++) {
+        double dm = st[s].m == M ? 0.0 : (double)st[s].m - (double)M;
+        double f = nseg == 1 ? 1.0 : fl_exp(dm);
+        S += st[s].S * f;
+        Sx += st[s].Sx * f;
+        Q += st[s].Q + (st[s].R == 0 ? 0.0 : st[s].R * -dm);
+        R += st[s].R;
+    }
+    /* every logit -inf: no limit exists, the sample is NaN throughout */
+    if (M == -(T)INFINITY) S = NAN;
+    r.M = (double)M; r.S = S; r.Sx = Sx; r.Q = Q; r.R = R; r.logS = fl_log(S);
+    return r;
+}
+
+/* The loss of one sample from its merged sums.  zy: the target logit. */
+static inline double SFX(ce_loss)(const SFX(ce_ctx) *x, const SFX(rowsum) *r,
+                                  int labelled, double zy, double cwy)
+{
+    double loss = r->Q + (r->R == 0 ? 0.0 : r->R * r->logS);
+    if (labelled) {
+        /* lse - z_y, as log1p(sum_{c!=y} exp(z_c - z_y)) when y is the
+         * maximum: full relative accuracy for tiny losses */
+        double main = zy == r->M ? fl_log1p(r->Sx) : (r->M - zy) + r->logS;
+        loss += (double)x->onem_e * cwy * main;
+    }
+    return loss;
+}
+
+/* One whole sample whose logits z (contiguous, length C) are in cache.
+ * y < 0: probability targets in tp.  k = sample weight * scale.
+ * g, h: gradient / Hessian rows (or NULL).  Returns the loss (unweighted). */
+static double SFX(ce_sample)(const SFX(ce_ctx) *x, const T *z, fl_idx y,
+                             const T *tp, T k, T *g, T *h)
+{
+    const fl_cls_args *a = x->a;
+    const T *cw = (const T *)a->cw;
+    const fl_idx C = x->C;
+    SFX(seg) st;
+    T *store = g ? g : h;
+    SFX(ce_a)(x, z, C, y, cw, tp, store, &st);
+    SFX(rowsum) r = SFX(ce_merge)(&st, 1);
+    int labelled = y >= 0;
+    double cwy = labelled ? (cw ? (double)cw[y] : 1.0) : 0.0;
+    double zy = labelled ? (double)z[y] : 0.0;
+    double loss = SFX(ce_loss)(x, &r, labelled, zy, cwy);
+    if (store) {
+        double A = r.R + (labelled ? (double)x->onem_e * cwy : 0.0);
+        double f = 1.0 / r.S;
+        SFX(ce_c)(x, store, C, cw, tp, (T)f, (T)((double)k * A), k);
+        if (labelled) {
+            /* the target entry without cancellation: p_y - 1 = -Sx / S */
+            double py = fl_exp(zy == r.M ? 0.0 : zy - r.M) * f;
+            double wy = x->wmode == 1 ? (double)x->eC * cwy : 0.0;
+            if (g)
+                g[y] = (T)((double)k * ((double)x->onem_e * cwy * (-r.Sx * f)
+                                        + r.R * py - wy));
+            else
+                h[y] = (T)((double)k * A * py * (r.Sx * f));
+        }
+    }
+    return loss;
+}
+
+/* nll on log-probabilities z: -cw_y z_y (labels) or -sum_c cw_c t_c z_c. */
+static FL_CLONES double SFX(nll_sample)(const fl_cls_args *a, const T *z, fl_idx y,
+                              const T *tp, T k, T *g, T *h, fl_idx C)
+{
+    const T *cw = (const T *)a->cw;
+    T *out = g ? g : h;
+    if (y >= 0) {
+        double cwy = cw ? (double)cw[y] : 1.0;
+        if (out) {
+            for (fl_idx c = 0; c < C; c++) out[c] = (T)0;
+            if (g) g[y] = (T)(-(double)k * cwy);
+        }
+        return cwy == 0 ? 0.0 : -cwy * (double)z[y];
+    }
+    double loss = 0.0;
+    _Pragma("omp simd reduction(+:loss)")
+    for (fl_idx c = 0; c < C; c++) {
+        T w = (cw ? cw[c] : (T)1) * tp[c];
+        loss += w == 0 ? 0.0 : -(double)(w * z[c]);
+        if (g) g[c] = -k * w;
+        if (h) h[c] = (T)0;
+    }
+    return loss;
+}
+
+/* multi_margin: sum_{c != y} cw_y max(0, margin - z_y + z_c)^power / C.
+ * A NaN margin term counts as active, so NaN propagates. */
+FL_INLINE double SFX(margin_core)(const T *FL_RESTRICT z, fl_idx y, T mg, T kk,
+                                  T *FL_RESTRICT g, T *FL_RESTRICT h, fl_idx C,
+                                  const int P2, const int G, const int H)
+{
+    const T zy = z[y];
+    double loss = 0.0;
+    T gs = (T)0;
+    _Pragma("omp simd reduction(+:loss, gs)")
+    for (fl_idx c = 0; c < C; c++) {
+        T v = mg - zy + z[c];
+        int act = (c != y) & !(v <= (T)0);
+        T lv = P2 ? v * v : v;
+        loss += act ? (double)lv : 0.0;
+        if (G) { T gc = act ? kk * (P2 ? (T)2 * v : (T)1) : (T)0; g[c] = gc; gs += gc; }
+        if (H) { T hc = (act && P2) ? (T)2 * kk : (T)0; h[c] = hc; gs += hc; }
+    }
+    if (G) g[y] = -gs;
+    if (H) h[y] = gs;
+    return loss;
+}
+
+static FL_CLONES double SFX(margin_sample)(const fl_cls_args *a, const T *z, fl_idx y,
+                                 T k, T *g, T *h, fl_idx C)
+{
+    const T *cw = (const T *)a->cw;
+    double cwy = cw ? (double)cw[y] : 1.0;
+    T mg = (T)a->margin, kk = (T)((double)k * cwy / (double)C);
+    double loss;
+    int p2 = a->power == 2;
+    if (g)      loss = p2 ? SFX(margin_core)(z, y, mg, kk, g, h, C, 1, 1, 0)
+                          : SFX(margin_core)(z, y, mg, kk, g, h, C, 0, 1, 0);
+    else if (h) loss = p2 ? SFX(margin_core)(z, y, mg, kk, g, h, C, 1, 0, 1)
+                          : SFX(margin_core)(z, y, mg, kk, g, h, C, 0, 0, 1);
+    else        loss = p2 ? SFX(margin_core)(z, y, mg, kk, g, h, C, 1, 0, 0)
+                          : SFX(margin_core)(z, y, mg, kk, g, h, C, 0, 0, 0);
+    return cwy == 0 ? 0.0 : loss * cwy / (double)C;
+}
+
+/* Check every label before anything is written; sum the mean's
+ * denominator sum_i s_i cw[y_i] [y_i != ignore_index] on the way.
+ * Returns the index of the first bad label, or -1. */
+static fl_idx SFX(cls_prepass)(const fl_cls_args *a, double *wsum)
+{
+    const fl_idx n = a->outer * a->inner, C = a->C;
+    const T *cw = (const T *)a->cw, *sw = (const T *)a->sw;
+    double W = 0.0;
+    for (fl_idx i = 0; i < n; i++) {
+        int64_t y = a->y[i];
+        if (a->has_ignore && y == a->ignore_index) continue;
+        if (y < 0 || y >= (int64_t)C) return i;
+        W += (sw ? (double)sw[i] : 1.0) * (cw ? (double)cw[y] : 1.0);
+    }
+    *wsum = W;
+    return -1;
+}
+
+/* Samples [i0, i1): the ordinary path. */
+static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1,
+                             T *zb, T *tb, T *gb)
+{
+    const fl_cls_args *a = x->a;
+    const fl_idx C = a->C, inner = a->inner;
+    const T *Z = (const T *)a->z, *TP = (const T *)a->tp, *SW = (const T *)a->sw;
+    T *G = (T *)a->grad, *H = (T *)a->hess, *V = (T *)a->val;
+    T *D = G ? G : H;                    /* the derivative being written */
+    const T scale = (T)a->scale;
+    double acc = 0.0;
+    for (fl_idx i = i0; i < i1; i++) {
+        fl_idx o = i / inner, j = i - o * inner;
+        fl_idx base = o * C * inner + j;
+        fl_idx y = -1;
+        int ignored = 0;
+        if (a->y) {
+            int64_t yy = a->y[i];
+            ignored = a->has_ignore && yy == a->ignore_index;
+            y = (fl_idx)yy;
+        }
+        T s = SW ? SW[i] : (T)1;
+        double loss = 0.0;
+        if (ignored) {
+            if (D) for (fl_idx c = 0; c < C; c++) D[base + c * inner] = (T)0;
+        } else {
+            const T *z = Z + base, *tp = TP ? TP + base : NULL;
+            T *d = D ? D + base : NULL;
+            if (inner != 1) {                 /* gather the strided sample */
+                for (fl_idx c = 0; c < C; c++) zb[c] = z[c * inner];
+                z = zb;
+                if (tp) { for (fl_idx c = 0; c < C; c++) tb[c] = tp[c * inner]; tp = tb; }
+                if (d) d = gb;
+            }
+            T k = s * scale;
+            T *g = G ? d : NULL, *h = H ? d : NULL;
+            if (kernel == FL_CLS_CE)       loss = SFX(ce_sample)(x, z, y, tp, k, g, h);
+            else if (kernel == FL_CLS_NLL) loss = SFX(nll_sample)(a, z, y, tp, k, g, h, C);
+            else                           loss = SFX(margin_sample)(a, z, y, k, g, h, C);
+            if (d && inner != 1)
+                for (fl_idx c = 0; c < C; c++) D[base + c * inner] = gb[c];
+            loss = s == 0 ? 0.0 : (double)s * loss;
+        }
+        if (V) V[i] = (T)loss;
+        acc += loss;
+    }
+    return acc;
+}
+
+/* A few very long rows (inner == 1): cut every row into segments so that
+ * all threads share each row.  Deterministic: segments merge in order. */
+static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
+{
+    const fl_cls_args *a = x->a;
+    const fl_idx C = a->C, rows = a->outer;
+    fl_idx seg = (C + 4 * nt - 1) / (4 * nt);
+    if (seg < 4096) seg = 4096;
+    const fl_idx nps = (C + seg - 1) / seg, nsegs = rows * nps;
+    SFX(seg) *st = (SFX(seg) *)malloc(sizeof(SFX(seg)) * (size_t)nsegs);
+    SFX(rowsum) *rs = (SFX(rowsum) *)malloc(sizeof(SFX(rowsum)) * (size_t)rows);
+    double *loss = (double *)malloc(sizeof(double) * (size_t)rows);
+    if (!st || !rs || !loss) {
+        free(st); free(rs); free(loss);
+        return SFX(cls_range)(FL_CLS_CE, x, 0, rows, NULL, NULL, NULL);
+    }
+    const T *Z = (const T *)a->z, *TP = (const T *)a->tp, *SW = (const T *)a->sw;
+    const T *CW = (const T *)a->cw;
+    T *D = a->grad ? (T *)a->grad : (T *)a->hess;
+    const T scale = (T)a->scale;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (fl_idx q = 0; q < nsegs; q++) {
+            fl_idx r = q / nps, c0 = (q - r * nps) * seg;
+            fl_idx n = C - c0 < seg ? C - c0 : seg;
+            fl_idx y = a->y ? (fl_idx)a->y[r] : -1;
+            int ignored = a->y && a->has_ignore && a->y[r] == a->ignore_index;
+            if (ignored) {
+                if (D) for (fl_idx c = 0; c < n; c++) D[r * C + c0 + c] = (T)0;
+                continue;
+            }
+            SFX(ce_a)(x, Z + r * C + c0, n, y >= 0 ? y - c0 : -1, CW ? CW + c0 : NULL,
+                      TP ? TP + r * C + c0 : NULL, D ? D + r * C + c0 : NULL, &st[q]);
+        }
+#ifdef _OPENMP
+#pragma omp single
+#endif
+        for (fl_idx r = 0; r < rows; r++) {
+            int ignored = a->y && a->has_ignore && a->y[r] == a->ignore_index;
+            if (ignored) { loss[r] = 0.0; continue; }
+            rs[r] = SFX(ce_merge)(st + r * nps, nps);
+            fl_idx y = a->y ? (fl_idx)a->y[r] : -1;
+            double cwy = y >= 0 ? (CW ? (double)CW[y] : 1.0) : 0.0;
+            double zy = y >= 0 ? (double)Z[r * C + y] : 0.0;
+            loss[r] = SFX(ce_loss)(x, &rs[r], y >= 0, zy, cwy);
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (fl_idx q = 0; q < nsegs; q++) {
+            fl_idx r = q / nps, c0 = (q - r * nps) * seg;
+            fl_idx n = C - c0 < seg ? C - c0 : seg;
+            int ignored = a->y && a->has_ignore && a->y[r] == a->ignore_index;
+            if (ignored || !D) continue;
+            fl_idx y = a->y ? (fl_idx)a->y[r] : -1;
+            double cwy = y >= 0 ? (CW ? (double)CW[y] : 1.0) : 0.0;
+            T s = SW ? SW[r] : (T)1, k = s * scale;
+            double A = rs[r].R + (y >= 0 ? (double)x->onem_e * cwy : 0.0);
+            double dm = st[q].m == (T)rs[r].M ? 0.0 : (double)st[q].m - rs[r].M;
+            double f = fl_exp(dm) / rs[r].S;
+            SFX(ce_c)(x, D + r * C + c0, n, CW ? CW + c0 : NULL,
+                      TP ? TP + r * C + c0 : NULL, (T)f, (T)((double)k * A), k);
+        }
+    }
+    /* target entries without cancellation, and the weighted sum */
+    double acc = 0.0;
+    for (fl_idx r = 0; r < rows; r++) {
+        int ignored = a->y && a->has_ignore && a->y[r] == a->ignore_index;
+        T s = SW ? SW[r] : (T)1;
+        double l = ignored || s == 0 ? 0.0 : (double)s * loss[r];
+        if (a->val) ((T *)a->val)[r] = (T)l;
+        acc += l;
+        fl_idx y = a->y ? (fl_idx)a->y[r] : -1;
+        if (ignored || y < 0 || !D) continue;
+        double cwy = CW ? (double)CW[y] : 1.0, f = 1.0 / rs[r].S;
+        double zy = (double)Z[r * C + y];
+        double py = fl_exp(zy == rs[r].M ? 0.0 : zy - rs[r].M) * f;
+        double k = (double)s * (double)scale;
+        double A = rs[r].R + (double)x->onem_e * cwy;
+        if (a->grad)
+            D[r * C + y] = (T)(k * ((double)x->onem_e * cwy * (-rs[r].Sx * f)
+                                    + rs[r].R * py - (double)x->eC * cwy));
+        else
+            D[r * C + y] = (T)(k * A * py * (rs[r].Sx * f));
+    }
+    free(st); free(rs); free(loss);
+    return acc;
+}
+
+static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *status)
+{
+    const fl_idx nsamp = a->outer * a->inner, C = a->C;
+    *status = 0;
+    if (nsamp <= 0) return 0.0;
+    SFX(ce_ctx) x;
+    x.a = a;
+    x.C = C;
+    double e = kernel == FL_CLS_CE ? a->smoothing : 0.0;
+    x.eC = (T)(C > 0 ? e / (double)C : 0.0);
+    x.onem_e = (T)(1.0 - e);
+    x.wmode = a->tp ? 2 : (e > 0 ? 1 : 0);
+    x.cw = a->cw != NULL;
+    x.hess = a->hess != NULL;
+    x.grad = a->grad != NULL;
+    fl_idx work = nsamp * (C > 0 ? C : 1);
+    int nt = fl_threads_for(nthreads, work, kernel == FL_CLS_CE ? FL_MIN_PER_THREAD_HEAVY
+                                                                 : FL_MIN_PER_THREAD_LIGHT);
+    if (kernel == FL_CLS_CE && a->inner == 1 && nt > 1 && nsamp < 4 * (fl_idx)nt && C >= 16384)
+        return SFX(ce_split)(&x, nt);
+
+    /* samples per chunk: about FL_CHUNK elements of work */
+    fl_idx per = FL_CHUNK / (C > 0 ? C : 1);
+    if (per < 1) per = 1;
+    fl_idx nchunks = (nsamp + per - 1) / per;
+    if (nchunks < (fl_idx)nt) nt = (int)nchunks;
+    double stack_part[256];
+    double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
+    /* gather buffers (logits, targets, derivative) per thread */
+    fl_idx bsz = a->inner != 1 ? 3 * (C > 0 ? C : 1) : 0;
+    T *bufs = bsz ? (T *)malloc(sizeof(T) * (size_t)(bsz * nt)) : NULL;
+    if (!part || (bsz && !bufs)) {
+        if (part != stack_part) free(part);
+        free(bufs);
+        *status = -1;                  /* out of memory; nothing computed */
+        return 0.0;
+    }
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+#ifdef _OPENMP
+        int tid = omp_get_thread_num();
+#else
+        int tid = 0;
+#endif
+        T *zb = bufs ? bufs + (fl_idx)tid * bsz : NULL;
+        T *tb = zb ? zb + C : NULL, *gb = zb ? zb + 2 * C : NULL;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (fl_idx c = 0; c < nchunks; c++) {
+            fl_idx i0 = c * per, i1 = i0 + per < nsamp ? i0 + per : nsamp;
+            part[c] = SFX(cls_range)(kernel, &x, i0, i1, zb, tb, gb);
+        }
+    }
+    double acc = 0.0;
+    for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
+    if (part != stack_part) free(part);
+    free(bufs);
+    return acc;
+}
