@@ -143,7 +143,7 @@ static SFX(rowsum) SFX(ce_merge)(const SFX(seg) *st, fl_idx nseg)
         R += st[s].R;
     }
     /* every logit -inf: no limit exists, the sample is NaN throughout */
-    if (M == -(T)INFINITY) S = NAN;
+    if (M == -(T)INFINITY) S = Sx = NAN;
     r.M = (double)M; r.S = S; r.Sx = Sx; r.Q = Q; r.R = R; r.logS = fl_log(S);
     return r;
 }
@@ -280,6 +280,188 @@ static fl_idx SFX(cls_prepass)(const fl_cls_args *a, double *wsum)
     return -1;
 }
 
+/* ------------------------------------------------------------------
+ * cross_entropy across samples: a block of J <= CE_CB samples whose
+ * logits are columns (class c of sample j at z[c * ldz + j]).  Loops run
+ * over the samples, so they vectorize however few classes there are.  Used
+ * for the (N, C, d1, ...) layout in place and, through a transpose in a
+ * small buffer, for rows with few classes. */
+#ifndef CE_CB
+#define CE_CB 64
+#define CE_COLS_MAXC 48
+#endif
+
+/* Phase A of ce_cols for one class row c over J samples. */
+FL_INLINE void SFX(ce_cols_a)(const T *FL_RESTRICT zc, const T *FL_RESTRICT m,
+                              T *FL_RESTRICT dc, double *FL_RESTRICT S,
+                              double *FL_RESTRICT Sx, double *FL_RESTRICT Q,
+                              double *FL_RESTRICT R, const fl_idx *FL_RESTRICT yj,
+                              fl_idx c, fl_idx J, const T *FL_RESTRICT tc, T cwc,
+                              T eC, T onem_e, const int WMODE)
+{
+    _Pragma("omp simd")
+    for (fl_idx j = 0; j < J; j++) {
+        T dd = zc[j] == m[j] ? (T)0 : zc[j] - m[j];
+        T e = VM(exp)(dd);
+        S[j] += (double)e;
+        Sx[j] += yj[j] == c ? 0.0 : (double)e;
+        if (WMODE) {
+            T w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tc[j] + eC);
+            Q[j] += w == 0 ? 0.0 : (double)(w * -dd);
+            R[j] += (double)w;
+        }
+        dc[j] = e;
+    }
+}
+
+static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
+                                     const T *z, fl_idx ldz, const T *tp, fl_idx ldt,
+                                     const int64_t *yv, const T *sw, T *d, fl_idx ldd,
+                                     T *val)
+{
+    const fl_cls_args *a = x->a;
+    const fl_idx C = x->C;
+    const T *cw = (const T *)a->cw;
+    const int wmode = x->wmode, hess = x->hess;
+    const T eC = x->eC, onem_e = x->onem_e, scale = (T)a->scale;
+    T m[CE_CB], fj[CE_CB], kAj[CE_CB], kj[CE_CB];
+    double S[CE_CB], Sx[CE_CB], Q[CE_CB], R[CE_CB];
+    fl_idx yj[CE_CB];
+    int ign[CE_CB];
+    for (fl_idx j = 0; j < J; j++) {
+        m[j] = -(T)INFINITY;
+        S[j] = Sx[j] = Q[j] = R[j] = 0.0;
+        ign[j] = yv && a->has_ignore && yv[j] == a->ignore_index;
+        yj[j] = yv && !ign[j] ? (fl_idx)yv[j] : -1;
+    }
+    for (fl_idx c = 0; c < C; c++) {
+        const T *zc = z + c * ldz;
+        _Pragma("omp simd")
+        for (fl_idx j = 0; j < J; j++) m[j] = zc[j] > m[j] ? zc[j] : m[j];
+    }
+    T scratch[CE_CB];          /* exponentials nobody keeps (value only) */
+    for (fl_idx c = 0; c < C; c++) {
+        const T *FL_RESTRICT zc = z + c * ldz;
+        const T *FL_RESTRICT tc = tp ? tp + c * ldt : NULL;
+        T *FL_RESTRICT dc = d ? d + c * ldd : scratch;
+        const T cwc = cw ? cw[c] : (T)1;
+        if (wmode == 0)
+            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, yj, c, J, tc, cwc, eC, onem_e, 0);
+        else
+            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, yj, c, J, tc, cwc, eC, onem_e, wmode);
+    }
+    double acc = 0.0;
+    for (fl_idx j = 0; j < J; j++) {
+        T s = sw ? sw[j] : (T)1;
+        if (ign[j]) {
+            kAj[j] = kj[j] = fj[j] = (T)0;
+            if (val) val[j] = (T)0;
+            continue;
+        }
+        SFX(rowsum) r;
+        r.M = (double)m[j];
+        r.S = m[j] == -(T)INFINITY ? NAN : S[j];
+        r.Sx = m[j] == -(T)INFINITY ? NAN : Sx[j]; r.Q = Q[j]; r.R = R[j];
+        r.logS = fl_log(r.S);
+        fl_idx y = yj[j];
+        double cwy = y >= 0 ? (cw ? (double)cw[y] : 1.0) : 0.0;
+        double zy = y >= 0 ? (double)z[y * ldz + j] : 0.0;
+        double loss = SFX(ce_loss)(x, &r, y >= 0, zy, cwy);
+        loss = s == 0 ? 0.0 : (double)s * loss;
+        if (val) val[j] = (T)loss;
+        acc += loss;
+        double k = (double)s * (double)scale;
+        double A = r.R + (y >= 0 ? (double)onem_e * cwy : 0.0);
+        fj[j] = (T)(1.0 / r.S);
+        kAj[j] = (T)(k * A);
+        kj[j] = (T)k;
+    }
+    if (!d) return acc;
+    for (fl_idx c = 0; c < C; c++) {
+        T *FL_RESTRICT dc = d + c * ldd;
+        const T *FL_RESTRICT tc = tp ? tp + c * ldt : NULL;
+        const T cwc = cw ? cw[c] : (T)1;
+        if (hess) {
+            _Pragma("omp simd")
+            for (fl_idx j = 0; j < J; j++) {
+                T p = dc[j] * fj[j];
+                dc[j] = kAj[j] * p * ((T)1 - p);
+            }
+        } else if (wmode == 0) {
+            _Pragma("omp simd")
+            for (fl_idx j = 0; j < J; j++) dc[j] = kAj[j] * (dc[j] * fj[j]);
+        } else {
+            _Pragma("omp simd")
+            for (fl_idx j = 0; j < J; j++) {
+                T w = wmode == 1 ? eC * cwc : cwc * (onem_e * tc[j] + eC);
+                dc[j] = kAj[j] * (dc[j] * fj[j]) - kj[j] * w;
+            }
+        }
+    }
+    for (fl_idx j = 0; j < J; j++) {
+        if (ign[j]) {
+            for (fl_idx c = 0; c < C; c++) d[c * ldd + j] = (T)0;
+            continue;
+        }
+        fl_idx y = yj[j];
+        if (y < 0) continue;
+        /* the target entry without cancellation: p_y - 1 = -Sx / S */
+        double cwy = cw ? (double)cw[y] : 1.0;
+        double M = (double)m[j], Sj = m[j] == -(T)INFINITY ? NAN : S[j], f = 1.0 / Sj;
+        double zy = (double)z[y * ldz + j];
+        double py = fl_exp(zy == M ? 0.0 : zy - M) * f;
+        double k = (double)kj[j];
+        if (hess)
+            d[y * ldd + j] = (T)((double)kAj[j] * py * (Sx[j] * f));
+        else
+            d[y * ldd + j] = (T)(k * ((double)onem_e * cwy * (-Sx[j] * f) + R[j] * py
+                                      - (wmode == 1 ? (double)eC * cwy : 0.0)));
+    }
+    return acc;
+}
+
+/* Samples [i0, i1) of cross_entropy through ce_cols.  buf: 3 * C * CE_CB
+ * elements for the row layout's transposes (unused for inner > 1). */
+static double SFX(ce_cols_range)(const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1, T *buf)
+{
+    const fl_cls_args *a = x->a;
+    const fl_idx C = a->C, inner = a->inner;
+    const T *Z = (const T *)a->z, *TP = (const T *)a->tp, *SW = (const T *)a->sw;
+    T *D = a->grad ? (T *)a->grad : (T *)a->hess, *V = (T *)a->val;
+    double acc = 0.0;
+    for (fl_idx i = i0; i < i1;) {
+        fl_idx o = i / inner, j = i - o * inner;
+        fl_idx J = i1 - i;
+        if (J > CE_CB) J = CE_CB;
+        if (inner != 1 && J > inner - j) J = inner - j;
+        const int64_t *yv = a->y ? a->y + i : NULL;
+        const T *sw = SW ? SW + i : NULL;
+        T *val = V ? V + i : NULL;
+        if (inner != 1) {
+            fl_idx base = o * C * inner + j;
+            acc += SFX(ce_cols)(x, J, Z + base, inner, TP ? TP + base : NULL, inner,
+                                yv, sw, D ? D + base : NULL, inner, val);
+        } else {
+            T *zT = buf, *tT = buf + C * CE_CB, *dT = buf + 2 * C * CE_CB;
+            const T *zr = Z + i * C, *tr = TP ? TP + i * C : NULL;
+            for (fl_idx jj = 0; jj < J; jj++)
+                for (fl_idx c = 0; c < C; c++) zT[c * CE_CB + jj] = zr[jj * C + c];
+            if (tr)
+                for (fl_idx jj = 0; jj < J; jj++)
+                    for (fl_idx c = 0; c < C; c++) tT[c * CE_CB + jj] = tr[jj * C + c];
+            acc += SFX(ce_cols)(x, J, zT, CE_CB, tr ? tT : NULL, CE_CB, yv, sw,
+                                D ? dT : NULL, CE_CB, val);
+            if (D) {
+                T *dr = D + i * C;
+                for (fl_idx jj = 0; jj < J; jj++)
+                    for (fl_idx c = 0; c < C; c++) dr[jj * C + c] = dT[c * CE_CB + jj];
+            }
+        }
+        i += J;
+    }
+    return acc;
+}
+
 /* Samples [i0, i1): the ordinary path. */
 static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1,
                              T *zb, T *tb, T *gb)
@@ -290,6 +472,8 @@ static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx
     T *G = (T *)a->grad, *H = (T *)a->hess, *V = (T *)a->val;
     T *D = G ? G : H;                    /* the derivative being written */
     const T scale = (T)a->scale;
+    if (kernel == FL_CLS_CE && (inner != 1 || C <= CE_COLS_MAXC))
+        return SFX(ce_cols_range)(x, i0, i1, zb);
     double acc = 0.0;
     for (fl_idx i = i0; i < i1; i++) {
         fl_idx o = i / inner, j = i - o * inner;
@@ -453,7 +637,9 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
     double stack_part[256];
     double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
     /* gather buffers (logits, targets, derivative) per thread */
-    fl_idx bsz = a->inner != 1 ? 3 * (C > 0 ? C : 1) : 0;
+    fl_idx bsz = kernel == FL_CLS_CE
+        ? (a->inner == 1 && C <= CE_COLS_MAXC ? 3 * (C > 0 ? C : 1) * CE_CB : 0)
+        : (a->inner != 1 ? 3 * (C > 0 ? C : 1) : 0);
     T *bufs = bsz ? (T *)malloc(sizeof(T) * (size_t)(bsz * nt)) : NULL;
     if (!part || (bsz && !bufs)) {
         if (part != stack_part) free(part);
