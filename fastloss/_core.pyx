@@ -369,6 +369,9 @@ cdef class Loss:
     cdef readonly object reference
     cdef readonly str family
     cdef int kernel          # elementwise kernel id for the fast path, -1: none
+    cdef int cls_kernel      # class-axis kernel id for the fast path, -1: none
+    cdef double cls_margin   # multi_margin defaults
+    cdef int cls_power
     cdef fl_params dparams   # default parameters, packed
     cdef object pack_params  # spec.pack_fast(kwargs) -> params tuple or None
 
@@ -383,6 +386,10 @@ cdef class Loss:
             self.dparams.a, self.dparams.b, self.dparams.c, self.dparams.d = spec.pack_fast({})
         else:
             self.kernel = -1
+        self.cls_kernel = CLS_KERNELS[spec.kernel] if spec.family == "class" else -1
+        defaults = {p.name: p.default for p in spec.params}
+        self.cls_margin = defaults.get("margin", 0.0)
+        self.cls_power = defaults.get("power", 1)
 
     def __repr__(self):
         return f"<fastloss.Loss {self.name}>"
@@ -427,9 +434,11 @@ cdef class Loss:
         element, no weights or axis, and ``out`` (if any) is a fitting
         buffer that overlaps neither input.  Anything else -- including
         every error -- goes to the generic path, which checks and reports."""
-        if self.kernel < 0:
-            return _MISS
         if type(y_pred) is not cnp.ndarray or type(y_true) is not cnp.ndarray:
+            return _MISS
+        if self.cls_kernel >= 0:
+            return self._fast_cls(method, <cnp.ndarray>y_pred, <cnp.ndarray>y_true, kwargs)
+        if self.kernel < 0:
             return _MISS
         cdef cnp.ndarray p = <cnp.ndarray>y_pred
         cdef cnp.ndarray t = <cnp.ndarray>y_true
@@ -566,6 +575,124 @@ cdef class Loss:
                 value = PyArray_Scalar(&sf, <void *>cnp.PyArray_DESCR(p), None)
             else:
                 value = PyArray_Scalar(&s, <void *>cnp.PyArray_DESCR(p), None)
+        if method == VALUE:
+            return value
+        return (value, deriv)
+
+
+    cdef object _fast_cls(self, int method, cnp.ndarray z, cnp.ndarray y, dict kwargs):
+        """The trainer's class-loss call: 2-D C-contiguous float logits with
+        the classes last, 1-D int64 labels, default parameters; or _MISS.
+        Labels are validated (in C) before anything is written; a bad label
+        goes to the generic path, which reports it."""
+        cdef int tn = cnp.PyArray_TYPE(z)
+        if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+            return _MISS
+        if not (cnp.PyArray_ISCARRAY_RO(z) and cnp.PyArray_ISNOTSWAPPED(z)
+                and cnp.PyArray_NDIM(z) == 2):
+            return _MISS
+        if (cnp.PyArray_TYPE(y) != cnp.NPY_INT64 or cnp.PyArray_NDIM(y) != 1
+                or not cnp.PyArray_ISCARRAY_RO(y) or not cnp.PyArray_ISNOTSWAPPED(y)):
+            return _MISS
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(z)
+        cdef fl_idx N = dims[0], C = dims[1]
+        if cnp.PyArray_DIMS(y)[0] != N or N == 0 or C == 0:
+            return _MISS
+        cdef int reduction = 0
+        cdef int nthreads = 0
+        cdef object out = None
+        cdef PyObject *pk
+        cdef PyObject *pv
+        cdef Py_ssize_t pos = 0
+        if kwargs:
+            while PyDict_Next(kwargs, &pos, &pk, &pv):
+                key = <object>pk
+                v = <object>pv
+                if key == _S_OUT:
+                    out = v
+                elif key == _S_RED:
+                    if v == _S_MEAN:
+                        reduction = 0
+                    elif v == _S_SUM:
+                        reduction = 1
+                    elif v == _S_NONE:
+                        reduction = 2
+                    else:
+                        return _MISS
+                elif key == _S_NT:
+                    if v is None:
+                        pass
+                    elif type(v) is int and v >= 1:
+                        nthreads = v
+                    else:
+                        return _MISS
+                elif v is not None:
+                    return _MISS
+        cdef cnp.ndarray o
+        if out is not None:
+            if method == VALUE or type(out) is not cnp.ndarray:
+                return _MISS
+            o = <cnp.ndarray>out
+            if (cnp.PyArray_TYPE(o) != tn or not cnp.PyArray_ISCARRAY(o)
+                    or not cnp.PyArray_ISNOTSWAPPED(o) or cnp.PyArray_NDIM(o) != 2
+                    or cnp.PyArray_DIMS(o)[0] != N or cnp.PyArray_DIMS(o)[1] != C):
+                return _MISS
+            if _overlaps(o, z) or _overlaps(o, y):
+                return _MISS
+        cdef fl_cls_args a
+        memset(&a, 0, sizeof(a))
+        a.outer = N
+        a.C = C
+        a.inner = 1
+        a.z = cnp.PyArray_DATA(z)
+        a.y = <const int64_t *>cnp.PyArray_DATA(y)
+        a.margin = self.cls_margin
+        a.power = self.cls_power
+        cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
+        cdef double wsum = 0.0
+        cdef fl_idx bad = fl_cls_prepass(dt, &a, &wsum)
+        if bad >= 0:
+            return _MISS
+        if self.cls_kernel == FL_CLS_MARGIN:
+            wsum = <double>N
+        if wsum == 0.0:
+            return _MISS
+        a.scale = 1.0 / wsum if reduction == 0 else 1.0
+        cdef object val = None
+        cdef object deriv = None
+        if reduction == 2 and method != GRAD and method != HESSIAN:
+            val = cnp.PyArray_EMPTY(1, dims, tn, 0)
+            a.val = cnp.PyArray_DATA(<cnp.ndarray>val)
+        if method != VALUE:
+            deriv = out if out is not None else cnp.PyArray_EMPTY(2, dims, tn, 0)
+            if method == HESSIAN:
+                a.hess = cnp.PyArray_DATA(<cnp.ndarray>deriv)
+            else:
+                a.grad = cnp.PyArray_DATA(<cnp.ndarray>deriv)
+        cdef int kern = self.cls_kernel
+        cdef int status = 0
+        cdef double s
+        cdef float sf
+        nthreads = fl_resolve_threads(nthreads)
+        if N * C >= 16384:
+            with nogil:
+                s = fl_cls_run(dt, kern, &a, nthreads, &status)
+        else:
+            s = fl_cls_run(dt, kern, &a, nthreads, &status)
+        if status != 0:
+            raise MemoryError("fastloss: no memory for work buffers")
+        if method == GRAD or method == HESSIAN:
+            return deriv
+        if reduction == 2:
+            value = val
+        else:
+            if reduction == 0:
+                s = s / wsum
+            if dt == FL_F32:
+                sf = <float>s
+                value = PyArray_Scalar(&sf, <void *>cnp.PyArray_DESCR(z), None)
+            else:
+                value = PyArray_Scalar(&s, <void *>cnp.PyArray_DESCR(z), None)
         if method == VALUE:
             return value
         return (value, deriv)

@@ -350,6 +350,19 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         else
             SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, yj, c, J, tc, cwc, eC, onem_e, wmode);
     }
+    /* the transcendental per-sample terms, vectorized across samples */
+    double logS[CE_CB], l1p[CE_CB], py[CE_CB], zyv[CE_CB], Md[CE_CB];
+    for (fl_idx j = 0; j < J; j++) {
+        Md[j] = (double)m[j];
+        zyv[j] = yj[j] >= 0 ? (double)z[yj[j] * ldz + j] : Md[j];
+        if (m[j] == -(T)INFINITY) S[j] = Sx[j] = NAN;   /* all -inf: NaN */
+    }
+    _Pragma("omp simd")
+    for (fl_idx j = 0; j < J; j++) {
+        logS[j] = fl_log(S[j]);
+        l1p[j] = fl_log1p(Sx[j]);
+        py[j] = fl_exp(zyv[j] == Md[j] ? 0.0 : zyv[j] - Md[j]) / S[j];
+    }
     double acc = 0.0;
     for (fl_idx j = 0; j < J; j++) {
         T s = sw ? sw[j] : (T)1;
@@ -358,21 +371,18 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
             if (val) val[j] = (T)0;
             continue;
         }
-        SFX(rowsum) r;
-        r.M = (double)m[j];
-        r.S = m[j] == -(T)INFINITY ? NAN : S[j];
-        r.Sx = m[j] == -(T)INFINITY ? NAN : Sx[j]; r.Q = Q[j]; r.R = R[j];
-        r.logS = fl_log(r.S);
         fl_idx y = yj[j];
         double cwy = y >= 0 ? (cw ? (double)cw[y] : 1.0) : 0.0;
-        double zy = y >= 0 ? (double)z[y * ldz + j] : 0.0;
-        double loss = SFX(ce_loss)(x, &r, y >= 0, zy, cwy);
+        double loss = Q[j] + (R[j] == 0 ? 0.0 : R[j] * logS[j]);
+        if (y >= 0)   /* lse - z_y; log1p form when y is the maximum */
+            loss += (double)onem_e * cwy * (zyv[j] == Md[j] ? l1p[j]
+                                                             : (Md[j] - zyv[j]) + logS[j]);
         loss = s == 0 ? 0.0 : (double)s * loss;
         if (val) val[j] = (T)loss;
         acc += loss;
         double k = (double)s * (double)scale;
-        double A = r.R + (y >= 0 ? (double)onem_e * cwy : 0.0);
-        fj[j] = (T)(1.0 / r.S);
+        double A = R[j] + (y >= 0 ? (double)onem_e * cwy : 0.0);
+        fj[j] = (T)(1.0 / S[j]);
         kAj[j] = (T)(k * A);
         kj[j] = (T)k;
     }
@@ -406,15 +416,12 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         fl_idx y = yj[j];
         if (y < 0) continue;
         /* the target entry without cancellation: p_y - 1 = -Sx / S */
-        double cwy = cw ? (double)cw[y] : 1.0;
-        double M = (double)m[j], Sj = m[j] == -(T)INFINITY ? NAN : S[j], f = 1.0 / Sj;
-        double zy = (double)z[y * ldz + j];
-        double py = fl_exp(zy == M ? 0.0 : zy - M) * f;
+        double cwy = cw ? (double)cw[y] : 1.0, f = 1.0 / S[j];
         double k = (double)kj[j];
         if (hess)
-            d[y * ldd + j] = (T)((double)kAj[j] * py * (Sx[j] * f));
+            d[y * ldd + j] = (T)((double)kAj[j] * py[j] * (Sx[j] * f));
         else
-            d[y * ldd + j] = (T)(k * ((double)onem_e * cwy * (-Sx[j] * f) + R[j] * py
+            d[y * ldd + j] = (T)(k * ((double)onem_e * cwy * (-Sx[j] * f) + R[j] * py[j]
                                       - (wmode == 1 ? (double)eC * cwy : 0.0)));
     }
     return acc;
