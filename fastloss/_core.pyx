@@ -86,6 +86,8 @@ cdef extern from "fastloss.h" nogil:
     int fl_have_openmp()
     int fl_openmp_version()
     const char *fl_simd_level()
+    int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
+    int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     void fl_probe_f32(const float *a, const float *b, float *o, fl_idx n, int nthreads)
     void fl_probe_f64(const double *a, const double *b, double *o, fl_idx n, int nthreads)
 
@@ -374,6 +376,7 @@ cdef class Loss:
     cdef int cls_power
     cdef fl_params dparams   # default parameters, packed
     cdef object pack_params  # spec.pack_fast(kwargs) -> params tuple or None
+    cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open, hi_open), ...)
 
     def __init__(self, spec, reference=None):
         self.name = spec.name
@@ -386,6 +389,8 @@ cdef class Loss:
             self.dparams.a, self.dparams.b, self.dparams.c, self.dparams.d = spec.pack_fast({})
         else:
             self.kernel = -1
+        self.checks = tuple((0 if c.arg == "y_pred" else 1, c.domain.lo, c.domain.hi,
+                             c.domain.lo_open, c.domain.hi_open) for c in spec.checks)
         self.cls_kernel = CLS_KERNELS[spec.kernel] if spec.family == "class" else -1
         defaults = {p.name: p.default for p in spec.params}
         self.cls_margin = defaults.get("margin", 0.0)
@@ -515,6 +520,18 @@ cdef class Loss:
             if _overlaps(o, p) or _overlaps(o, t):
                 return _MISS
 
+        cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
+        cdef void *cp
+        cdef int bad
+        for chk in self.checks:       # data checks; a failure is reported by the generic path
+            cp = cnp.PyArray_DATA(p) if chk[0] == 0 else cnp.PyArray_DATA(t)
+            if dt == FL_F32:
+                bad = fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
+            else:
+                bad = fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4])
+            if bad:
+                return _MISS
+
         cdef int mode
         cdef double scale = 1.0 / <double>n if reduction == 0 else 1.0
         cdef object val = None
@@ -552,7 +569,6 @@ cdef class Loss:
             else:
                 a.grad = cnp.PyArray_DATA(<cnp.ndarray>deriv)
         a.scale = scale
-        cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
         cdef int kern = self.kernel
         cdef double s
         cdef float sf

@@ -224,12 +224,12 @@ TABLE += [
 
 
 def resolve_kernels(kernel_ids):
-    """Attach C kernel ids; losses with data checks skip the fast path."""
+    """Attach the C kernel ids to the elementwise rows."""
     for spec in TABLE:
         if spec.family != "elementwise":
             continue
         for k in (spec.kernel, spec.kernel_with_array):
             if k is not None and k not in kernel_ids:
                 raise RuntimeError(f"fastloss: C kernel {k!r} of {spec.name} is missing")
-        spec.fast_kernel = -1 if spec.checks else kernel_ids[spec.kernel]
+        spec.fast_kernel = kernel_ids[spec.kernel]
     return TABLE

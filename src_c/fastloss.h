@@ -125,6 +125,10 @@ int  fl_have_openmp(void);
 int  fl_openmp_version(void);
 const char *fl_simd_level(void);         /* the ISA the kernels dispatch to */
 
+/* 1 if any of n contiguous values lies outside [lo, hi] (NaN passes). */
+int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);
+int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);
+
 /* Bandwidth probe: out[i] = a[i] - b[i] over n contiguous elements, with the
  * same compiler flags, dispatch and threading as the kernels. */
 void fl_probe_f32(const float *a, const float *b, float *out, fl_idx n, int nthreads);
