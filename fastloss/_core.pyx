@@ -376,6 +376,7 @@ cdef class Loss:
     cdef int cls_power
     cdef fl_params dparams   # default parameters, packed
     cdef object pack_params  # spec.pack_fast(kwargs) -> params tuple or None
+    cdef frozenset param_names
     cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open, hi_open), ...)
 
     def __init__(self, spec, reference=None):
@@ -385,6 +386,7 @@ cdef class Loss:
         self.reference = reference
         self.kernel = spec.fast_kernel
         self.pack_params = spec.pack_fast
+        self.param_names = frozenset(spec.param_names)
         if self.kernel >= 0:
             self.dparams.a, self.dparams.b, self.dparams.c, self.dparams.d = spec.pack_fast({})
         else:
@@ -498,8 +500,10 @@ cdef class Loss:
                 elif key == _S_SW or key == _S_AX:
                     if v is not None:
                         return _MISS
-                else:
+                elif key in self.param_names:
                     has_params = True
+                else:
+                    return _MISS          # the generic path raises TypeError
             if has_params:
                 packed = self.pack_params(kwargs)   # raises on a bad value
                 if packed is None:
@@ -642,7 +646,9 @@ cdef class Loss:
                         nthreads = v
                     else:
                         return _MISS
-                elif v is not None:
+                elif v is None and (key == _S_SW or key == _S_AX or key in self.param_names):
+                    pass
+                else:
                     return _MISS
         cdef cnp.ndarray o
         if out is not None:

@@ -8,16 +8,6 @@
 #include "fl_internal.h"
 #include "vmath.h"
 
-#define T float
-#define SFX(n) n##_f32
-#define VM(fn) fl_##fn##f
-#define PRM prm_f32
-#include "ew_template.h"
-#undef T
-#undef SFX
-#undef VM
-#undef PRM
-
 #define T double
 #define SFX(n) n##_f64
 #define VM(fn) fl_##fn
@@ -27,6 +17,21 @@
 #undef SFX
 #undef VM
 #undef PRM
+
+#define T float
+#define SFX(n) n##_f32
+#define VM(fn) fl_##fn##f
+#define PRM prm_f32
+/* kernels that need more precision call the double ones */
+#define FL_EW_WIDER(name) k_##name##_f64
+#define FL_EW_WIDER_PRM prm_f64
+#include "ew_template.h"
+#undef T
+#undef SFX
+#undef VM
+#undef PRM
+#undef FL_EW_WIDER
+#undef FL_EW_WIDER_PRM
 
 double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                  const fl_ew_args *a, int nthreads)

@@ -168,6 +168,18 @@ KERNEL(bce_logits_pw)
  * ratios dm/m and d2m/m, which stay bounded as m -> 0, so no power of m
  * below 1 is ever formed.  Where m underflows to 0, m^gamma and every
  * derivative term are 0 (their limit) for gamma > 0. */
+#ifdef FL_EW_WIDER
+/* float: evaluated in double.  The Hessian is a sum of terms of opposite
+ * signs that cancel where it changes sign; float arithmetic would leave only
+ * a few correct digits there. */
+KERNEL(sigmoid_focal)
+{
+    FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };
+    double l2, g2, h2;
+    FL_EW_WIDER(sigmoid_focal)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2);
+    *l = (T)l2; *g = (T)g2; *h = (T)h2;
+}
+#else
 KERNEL(sigmoid_focal)
 {
     (void)x;
@@ -179,19 +191,23 @@ KERNEL(sigmoid_focal)
     T u = C(1) - t;
     T spp = (p > 0 ? p : C(0)) + L, spm = (p < 0 ? -p : C(0)) + L;
     T ce = (t == 0 ? C(0) : t * spm) + (u == 0 ? C(0) : u * spp);
-    T dce = s - t, d2ce = sp1;
+    T dce = u * s - t * sc, d2ce = sp1;      /* s - t without cancellation */
     T m = s * u + sc * t, k = C(1) - C(2) * t;
     int mz = m == 0;
     T B = gam == 0 ? C(1) : (mz ? C(0) : VM(exp)(gam * VM(log)(m)));
-    T im = mz ? C(0) : C(1) / m;
-    T r1 = sp1 * k * im, r2 = sp1 * (sc - s) * k * im;
+    T q = mz ? C(0) : sp1 / m;             /* s'/m <= 1: no overflow */
+    T r1 = q * k, r2 = q * (sc - s) * k;
     T dB = gam * B * r1;
     T d2B = gam * B * ((gam - C(1)) * r1 * r1 + r2);
+    /* where s (1 - s) underflows (|p| huge) the m-derivative terms are 0
+     * even though ce grows like |p|: their product tends to 0 */
+    T cef = sp1 == 0 ? C(0) : ce;
     T at = alpha < 0 ? C(1) : alpha * t + (C(1) - alpha) * u;
     *l = at * ce * B;
-    *g = at * (dce * B + ce * dB);
-    *h = at * (d2ce * B + C(2) * dce * dB + ce * d2B);
+    *g = at * (dce * B + cef * dB);
+    *h = at * (d2ce * B + C(2) * dce * dB + cef * d2B);
 }
+#endif
 
 /* hinge: labels s in {-1, +1}; 0 means -1.  Gradient 0 at margin exactly 1. */
 KERNEL(hinge)

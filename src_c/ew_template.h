@@ -27,9 +27,37 @@ typedef struct {
 
 typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
 
+/* One element: the kernel, NaN propagation (a NaN in p or t gives NaN in
+ * every output; p + t is then NaN), weights, and the stores MODE asks for.
+ * The value's contribution goes to SUMTO. */
+#define EW_BODY(NAME, AUX, MODE, W, I, SUMTO)                                  \
+    {                                                                          \
+        T pi = p_[I], ti = t_[I], li, gi, hi;                                  \
+        SFX(k_##NAME)(pi, ti, (AUX) ? x_[I] : (T)1, &prm_, &li, &gi, &hi);     \
+        int nan_ = (pi != pi) | (ti != ti);                                    \
+        T wi = (W) ? w_[I] : (T)1;                                             \
+        if ((MODE) & (FL_SUM | FL_VAL)) {                                      \
+            li = nan_ ? pi + ti : li;                                          \
+            T wl = (W) ? wi * li : li;                                         \
+            if ((MODE) & FL_SUM) SUMTO += (double)wl;                          \
+            if ((MODE) & FL_VAL) v_[I] = wl;                                   \
+        }                                                                      \
+        if ((MODE) & FL_GRAD) {                                                \
+            gi = nan_ ? pi + ti : gi;                                          \
+            g_[I] = ((W) ? sc_ * wi : sc_) * gi;                               \
+        }                                                                      \
+        if ((MODE) & FL_HESS) {                                                \
+            hi = nan_ ? pi + ti : hi;                                          \
+            h_[I] = ((W) ? sc_ * wi : sc_) * hi;                               \
+        }                                                                      \
+    }
+
 /* One loop.  MODE and W are constants at every expansion, so the tests on
- * them vanish and only the stores the mode asks for remain.  A NaN in p or t
- * gives NaN in every output (p + t is then NaN). */
+ * them vanish and only the stores the mode asks for remain.  The sum is kept
+ * in EW_LANES explicit lanes (element i in lane i % EW_LANES) added in a
+ * fixed order, so it has the same bits whatever the mode, the vector width
+ * (SSE2, AVX2, AVX-512) or the number of threads. */
+#define EW_LANES 16
 #define EW_LOOP(NAME, AUX, MODE, W)                                            \
     do {                                                                       \
         const fl_idx n_ = b->n;                                                \
@@ -38,27 +66,17 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
         T *FL_RESTRICT v_ = b->v, *FL_RESTRICT g_ = b->g, *FL_RESTRICT h_ = b->h; \
         const T sc_ = b->scale;                                                \
         const PRM prm_ = *b->prm;                                              \
-        _Pragma("omp simd reduction(+:acc)")                                   \
-        for (fl_idx i = 0; i < n_; i++) {                                      \
-            T pi = p_[i], ti = t_[i], li, gi, hi;                              \
-            SFX(k_##NAME)(pi, ti, (AUX) ? x_[i] : (T)1, &prm_, &li, &gi, &hi); \
-            int nan_ = (pi != pi) | (ti != ti);                                \
-            T wi = (W) ? w_[i] : (T)1;                                         \
-            if ((MODE) & (FL_SUM | FL_VAL)) {                                  \
-                li = nan_ ? pi + ti : li;                                      \
-                T wl = (W) ? wi * li : li;                                     \
-                if ((MODE) & FL_SUM) acc += (double)wl;                        \
-                if ((MODE) & FL_VAL) v_[i] = wl;                               \
-            }                                                                  \
-            if ((MODE) & FL_GRAD) {                                            \
-                gi = nan_ ? pi + ti : gi;                                      \
-                g_[i] = ((W) ? sc_ * wi : sc_) * gi;                           \
-            }                                                                  \
-            if ((MODE) & FL_HESS) {                                            \
-                hi = nan_ ? pi + ti : hi;                                      \
-                h_[i] = ((W) ? sc_ * wi : sc_) * hi;                           \
-            }                                                                  \
+        double lane_[EW_LANES] = {0};                                          \
+        const fl_idx nb_ = n_ - n_ % EW_LANES;                                 \
+        for (fl_idx i0 = 0; i0 < nb_; i0 += EW_LANES) {                        \
+            _Pragma("omp simd")                                                \
+            for (int k = 0; k < EW_LANES; k++)                                 \
+                EW_BODY(NAME, AUX, MODE, W, i0 + k, lane_[k])                  \
         }                                                                      \
+        for (fl_idx i = nb_; i < n_; i++)                                      \
+            EW_BODY(NAME, AUX, MODE, W, i, lane_[i - nb_])                     \
+        if ((MODE) & FL_SUM)                                                   \
+            for (int k = 0; k < EW_LANES; k++) acc += lane_[k];                \
     } while (0)
 
 #define EW_CASE(NAME, AUX, MODE)                                               \
@@ -216,6 +234,8 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
 }
 
 #undef EW_LOOP
+#undef EW_BODY
+#undef EW_LANES
 #undef EW_CASE
 #undef EW_DEFINE_BLOCK
 #undef EW_GATHER

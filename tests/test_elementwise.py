@@ -907,8 +907,8 @@ def error_cases(spec):
                         words=["reduction", repr(red)])
         add(f"reduction={red!r}", fn)
 
-    others = sorted({prm.name for s in TABLE for prm in s.params}
-                    | {a.name for s in TABLE for a in s.array_params}
+    others = sorted(({prm.name for s in TABLE for prm in s.params}
+                     | {a.name for s in TABLE for a in s.array_params})
                     - set(spec.param_names))
     for kwname in ["weights", "reductions"] + others[:1]:
         def fn(kwname=kwname):
