@@ -132,6 +132,15 @@ def simd_level():
     return fl_simd_level().decode()
 
 
+cdef inline int _thread_arg(int requested) noexcept:
+    """What the C drivers take: an explicit count as is; the default (no
+    n_threads=) as minus the resolved count, which the drivers' contention
+    guard may lower while another process keeps the CPUs busy."""
+    if requested > 0:
+        return requested
+    return -fl_resolve_threads(0)
+
+
 # ---------------------------------------------------------------- arrays
 
 cdef int _dtype_code(cnp.ndarray a) except -1:
@@ -235,7 +244,7 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
     if hess is not None:
         a.hess = cnp.PyArray_DATA(<cnp.ndarray>hess)
     a.scale = scale
-    nthreads = fl_resolve_threads(nthreads)
+    nthreads = _thread_arg(nthreads)
     with nogil:
         _coalesce(&a, 4)
         res = fl_ew_run(dt, kernel, mode, &prm, &a, nthreads)
@@ -299,7 +308,7 @@ def cls_call(int kernel, cnp.ndarray z, fl_idx outer, fl_idx C, fl_idx inner,
     a.hess = _data_or_null(hess)
     a.scale = scale
     cdef int dt = _dtype_code(z)
-    nthreads = fl_resolve_threads(nthreads)
+    nthreads = _thread_arg(nthreads)
     with nogil:
         res = fl_cls_run(dt, kernel, &a, nthreads, &status)
     if status != 0:
@@ -321,7 +330,7 @@ def probe(cnp.ndarray a, cnp.ndarray b, cnp.ndarray out, int nthreads=0):
     cdef void *pa = cnp.PyArray_DATA(a)
     cdef void *pb = cnp.PyArray_DATA(b)
     cdef void *po = cnp.PyArray_DATA(out)
-    nthreads = fl_resolve_threads(nthreads)
+    nthreads = _thread_arg(nthreads)
     with nogil:
         if dt == FL_F32:
             fl_probe_f32(<float *>pa, <float *>pb, <float *>po, n, nthreads)
@@ -576,7 +585,7 @@ cdef class Loss:
         cdef int kern = self.kernel
         cdef double s
         cdef float sf
-        nthreads = fl_resolve_threads(nthreads)
+        nthreads = _thread_arg(nthreads)
         if n >= 16384:
             with nogil:
                 s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
@@ -695,7 +704,7 @@ cdef class Loss:
         cdef int status = 0
         cdef double s
         cdef float sf
-        nthreads = fl_resolve_threads(nthreads)
+        nthreads = _thread_arg(nthreads)
         if N * C >= 16384:
             with nogil:
                 s = fl_cls_run(dt, kern, &a, nthreads, &status)

@@ -631,8 +631,11 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
     x.hess = a->hess != NULL;
     x.grad = a->grad != NULL;
     fl_idx work = nsamp * (C > 0 ? C : 1);
+    int adaptive;
+    nthreads = fl_unpack_threads(nthreads, &adaptive);
     int nt = fl_threads_for(nthreads, work, kernel == FL_CLS_CE ? FL_MIN_PER_THREAD_HEAVY
                                                                  : FL_MIN_PER_THREAD_LIGHT);
+    if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
     if (kernel == FL_CLS_CE && a->inner == 1 && nt > 1 && nsamp < 4 * (fl_idx)nt && C >= 16384)
         return SFX(ce_split)(&x, nt);
 
@@ -655,25 +658,28 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
         return 0.0;
     }
     (void)nt;
+    const int timed = adaptive && nt > 1;
+    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
-#ifdef _OPENMP
-        int tid = omp_get_thread_num();
-#else
-        int tid = 0;
-#endif
+        const int tid = FL_TID();
+        double busy = 0.0;
         T *zb = bufs ? bufs + (fl_idx)tid * bsz : NULL;
         T *tb = zb ? zb + C : NULL, *gb = zb ? zb + 2 * C : NULL;
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
 #endif
         for (fl_idx c = 0; c < nchunks; c++) {
+            double s0 = timed && tid == 0 ? fl_now() : 0.0;
             fl_idx i0 = c * per, i1 = i0 + per < nsamp ? i0 + per : nsamp;
             part[c] = SFX(cls_range)(kernel, &x, i0, i1, zb, tb, gb);
+            if (timed && tid == 0) busy += fl_now() - s0;
         }
+        if (tid == 0) master_busy = busy;
     }
+    if (timed) fl_guard_report(fl_now() - t0, master_busy);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
     if (part != stack_part) free(part);

@@ -212,21 +212,36 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
     if (nchunks == 1)
         return SFX(ew_range)(fn, mode, &prm, a, 0, n);
 
+    int adaptive;
+    nthreads = fl_unpack_threads(nthreads, &adaptive);
     int nt = fl_threads_for(nthreads, n, SFX(ew_heavy)[kernel] ?
                             FL_MIN_PER_THREAD_HEAVY : FL_MIN_PER_THREAD_LIGHT);
+    if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
     double stack_part[256];
     double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
     if (!part) {                  /* no memory for partials: one thread, one pass */
         return SFX(ew_range)(fn, mode, &prm, a, 0, n);
     }
+    const int timed = adaptive && nt > 1;
+    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    for (fl_idx c = 0; c < nchunks; c++) {
-        fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n;
-        part[c] = SFX(ew_range)(fn, mode, &prm, a, s, e);
+    {
+        const int tid = FL_TID();
+        double busy = 0.0;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+        for (fl_idx c = 0; c < nchunks; c++) {
+            double s0 = timed && tid == 0 ? fl_now() : 0.0;
+            fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n;
+            part[c] = SFX(ew_range)(fn, mode, &prm, a, s, e);
+            if (timed && tid == 0) busy += fl_now() - s0;
+        }
+        if (tid == 0) master_busy = busy;
     }
-    (void)nt;
+    if (timed) fl_guard_report(fl_now() - t0, master_busy);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
     if (part != stack_part) free(part);

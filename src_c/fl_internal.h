@@ -39,6 +39,33 @@
 #define FL_MIN_PER_THREAD_LIGHT ((fl_idx)200000)
 #define FL_MIN_PER_THREAD_HEAVY ((fl_idx)20000)
 
+/* Contention guard (SPEC: on a shared machine a call with the default
+ * thread count must not be many times slower than one thread).  When a
+ * parallel region's calling thread spent much longer waiting for the team
+ * than working -- a worker was descheduled by another process while it held
+ * a chunk -- calls with the default thread count run on one thread for the
+ * next FL_SOLO_SECONDS, then try the team again.  Results do not change:
+ * chunking and summation order do not depend on the thread count. */
+#define FL_SOLO_SECONDS 0.25
+double fl_now(void);
+int fl_guard_solo(void);
+void fl_guard_report(double total, double master_busy);
+
+/* Drivers receive nthreads > 0 for an explicit request (n_threads=, the
+ * num_threads context, set_num_threads) and -n for the default n threads,
+ * which the guard may lower.  Returns the count; sets *adaptive. */
+static inline int fl_unpack_threads(int nthreads, int *adaptive)
+{
+    *adaptive = nthreads < 0;
+    return nthreads < 0 ? -nthreads : (nthreads > 0 ? nthreads : 1);
+}
+
+#ifdef _OPENMP
+#define FL_TID() omp_get_thread_num()
+#else
+#define FL_TID() 0
+#endif
+
 /* Threads to use for `work` elements given a requested count. */
 static inline int fl_threads_for(int nthreads, fl_idx work, fl_idx min_per_thread)
 {

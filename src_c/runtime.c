@@ -28,6 +28,34 @@ int fl_resolve_threads(int requested)
 #endif
 }
 
+double fl_now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0.0;
+#endif
+}
+
+/* Until when (fl_now() seconds, as integer nanoseconds) default-thread
+ * calls run on one thread. */
+static long long fl_solo_until_ns = 0;
+
+int fl_guard_solo(void)
+{
+    long long until = __atomic_load_n(&fl_solo_until_ns, __ATOMIC_RELAXED);
+    return until != 0 && (long long)(fl_now() * 1e9) < until;
+}
+
+void fl_guard_report(double total, double master_busy)
+{
+    double wait = total - master_busy;
+    if (wait > 0.5 * master_busy + 50e-6) {
+        long long until = (long long)((fl_now() + FL_SOLO_SECONDS) * 1e9);
+        __atomic_store_n(&fl_solo_until_ns, until, __ATOMIC_RELAXED);
+    }
+}
+
 int fl_have_openmp(void)
 {
 #ifdef _OPENMP
@@ -77,8 +105,10 @@ const char *fl_simd_level(void)
     void NAME(const T *a, const T *b, T *o, fl_idx n, int nthreads)           \
     {                                                                         \
         fl_idx nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;                       \
-        int nt = fl_threads_for(nthreads, n, FL_MIN_PER_THREAD_LIGHT);        \
-        (void)nt;                                                             \
+        int adaptive_;                                                        \
+        int nt = fl_threads_for(fl_unpack_threads(nthreads, &adaptive_), n,   \
+                                FL_MIN_PER_THREAD_LIGHT);                     \
+        (void)nt; (void)adaptive_;                                            \
         _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)") \
         for (fl_idx c = 0; c < nchunks; c++) {                                \
             fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n; \
