@@ -9,21 +9,30 @@ compiled package is built.
 Structure
 ---------
 * One small pure function per loss computes the math on arrays that are
-  already converted, broadcast and validated:
+  already converted, broadcast and validated.  It returns a ``_Parts`` of
+  functions of no arguments, each computing one output when called, so that
+  every method computes only what it returns (``__call__`` the value,
+  ``grad`` the gradient, ``value_and_grad`` both, sharing what they have in
+  common, ``hessian`` the Hessian):
 
-  - elementwise losses: ``_mse(p, t) -> (l, g, h)`` with ``l`` the loss per
-    element, ``g`` its derivative with respect to ``p`` and ``h`` the second
-    derivative; loss parameters come as keyword arguments
-    (``_huber(p, t, delta)``).
+  - elementwise losses: ``_mse(p, t) -> _Parts(value=l, grad=g, hess=h)``
+    with ``l`` the loss per element, ``g`` its derivative with respect to
+    ``p`` and ``h`` the second derivative; loss parameters come as keyword
+    arguments (``_huber(p, t, delta)``).
   - class losses: ``_cross_entropy(z, y, *, soft, valid, cw, **params) ->
-    (n, dw, g, h)`` with the logits ``z`` of shape ``S + (C,)`` (class axis
-    last), ``y`` the integer labels of shape ``S`` (ignored samples already
-    replaced by 0, ``valid`` the mask of samples that are not ignored) or the
-    class probabilities of shape ``S + (C,)`` (``soft=True``), ``cw`` the class
-    weights of shape ``(C,)``.  ``n`` is the per-sample numerator of the loss,
-    ``dw`` its per-sample weight in the denominator of ``"mean"``, ``g`` and
-    ``h`` the derivative and the diagonal second derivative of ``n`` with
-    respect to ``z``.
+    _Parts(value=n, grad=g, hess=h, weight=dw)`` with the logits ``z`` of
+    shape ``S + (C,)`` (class axis last), ``y`` the integer labels of shape
+    ``S`` (ignored samples already replaced by 0, ``valid`` the mask of
+    samples that are not ignored) or the class probabilities of shape
+    ``S + (C,)`` (``soft=True``), ``cw`` the class weights of shape ``(C,)``.
+    ``n`` is the per-sample numerator of the loss, ``dw`` its per-sample
+    weight in the denominator of ``"mean"``, ``g`` and ``h`` the derivative
+    and the diagonal second derivative of ``n`` with respect to ``z``.
+
+  Inside such a function, what all of value, gradient and Hessian need is
+  computed at once; what only some of them share is a ``functools.cache``-d
+  function of no arguments (computed at most once); the rest is computed in
+  the one output that needs it.
 
 * One generic wrapper, :class:`ReferenceLoss`, turns such a function into a
   loss object with the public signature of ``fastloss`` (``__call__``,
@@ -50,6 +59,8 @@ import math
 import numbers
 import operator
 import warnings
+from collections import namedtuple
+from functools import cache
 
 import numpy as np
 
@@ -107,72 +118,113 @@ def _times(a, b):
 
 
 # ---------------------------------------------------------------------------
-# Elementwise losses: (p, t, **params) -> (loss, dloss/dp, d2loss/dp2)
+# Lazily evaluated outputs
+# ---------------------------------------------------------------------------
+
+
+class _Parts(namedtuple("_Parts", "value grad hess weight", defaults=(None,))):
+    """What a per-loss function returns (see the module docstring): each
+    output is a function of no arguments that computes its array when called.
+    ``weight`` (class losses only) is the per-sample weight in the denominator
+    of ``"mean"``."""
+
+    __slots__ = ()
+
+    def map(self, f):
+        """The parts with ``f`` applied to each output, still on demand."""
+        return _Parts(*(None if x is None else _then(x, f) for x in self))
+
+
+def _then(x, f):
+    return lambda: f(x())
+
+
+# ---------------------------------------------------------------------------
+# Elementwise losses: (p, t, **params) -> _Parts(loss, dloss/dp, d2loss/dp2)
 # p and t are broadcast to the same shape and in the compute dtype.
 # ---------------------------------------------------------------------------
 
 
 def _mse(p, t):
-    d = p - t
-    return d * d, 2 * d, np.full_like(d, 2)
+    d = cache(lambda: p - t)
+    return _Parts(
+        value=lambda: d() * d(),
+        grad=lambda: 2 * d(),
+        hess=lambda: np.full_like(p, 2),
+    )
 
 
 def _mae(p, t):
-    d = p - t
-    return np.abs(d), np.sign(d), np.zeros_like(d)  # sign(0) == 0
+    d = cache(lambda: p - t)
+    return _Parts(
+        value=lambda: np.abs(d()),
+        grad=lambda: np.sign(d()),  # sign(0) == 0
+        hess=lambda: np.zeros_like(p),
+    )
 
 
 def _huber(p, t, delta):
     d = p - t
     a = np.abs(d)
     quad = a <= delta  # quadratic side includes |d| == delta
-    l = np.where(quad, 0.5 * d * d, delta * (a - 0.5 * delta))
-    g = np.where(quad, d, delta * np.sign(d))
-    h = np.where(quad, 1, 0)
-    return l, g, h
+    return _Parts(
+        value=lambda: np.where(quad, 0.5 * d * d, delta * (a - 0.5 * delta)),
+        grad=lambda: np.where(quad, d, delta * np.sign(d)),
+        hess=lambda: np.where(quad, 1, 0),
+    )
 
 
 def _smooth_l1(p, t, beta):
-    d = p - t
-    a = np.abs(d)
     if beta == 0:  # smooth_l1 with beta=0 is mae
         return _mae(p, t)
+    d = p - t
+    a = np.abs(d)
     quad = a < beta  # linear side includes |d| == beta
-    l = np.where(quad, 0.5 * d * d / beta, a - 0.5 * beta)
-    g = np.where(quad, d / beta, np.sign(d))
-    h = np.where(quad, 1 / beta, 0)
-    return l, g, h
+    return _Parts(
+        value=lambda: np.where(quad, 0.5 * d * d / beta, a - 0.5 * beta),
+        grad=lambda: np.where(quad, d / beta, np.sign(d)),
+        hess=lambda: np.where(quad, 1 / beta, 0),
+    )
 
 
 def _log_cosh(p, t):
     d = p - t
-    a = np.abs(d)
-    # small |d|: log(cosh d) = log1p(cosh d - 1) = log1p(2 sinh(d/2)**2)
-    s = np.sinh(np.minimum(a, 10) / 2)
-    small = np.log1p(2 * s * s)
-    # large |d|: log(cosh d) = |d| - log 2 + log1p(exp(-2|d|)), never overflows
-    large = a - _LOG2 + np.log1p(np.exp(-2 * a))
-    l = np.where(a <= 10, small, large)
-    g = np.tanh(d)
-    # sech(d)**2 = 4 e / (1 + e)**2 with e = exp(-2|d|) in (0, 1]
-    e = np.exp(-2 * a)
-    h = 4 * e / ((1 + e) * (1 + e))
-    return l, g, h
+    a = cache(lambda: np.abs(d))
+
+    def value():
+        # small |d|: log(cosh d) = log1p(cosh d - 1) = log1p(2 sinh(d/2)**2)
+        s = np.sinh(np.minimum(a(), 10) / 2)
+        small = np.log1p(2 * s * s)
+        # large |d|: log(cosh d) = |d| - log 2 + log1p(exp(-2|d|)), never overflows
+        large = a() - _LOG2 + np.log1p(np.exp(-2 * a()))
+        return np.where(a() <= 10, small, large)
+
+    def hess():
+        # sech(d)**2 = 4 e / (1 + e)**2 with e = exp(-2|d|) in (0, 1]
+        e = np.exp(-2 * a())
+        return 4 * e / ((1 + e) * (1 + e))
+
+    return _Parts(value, grad=lambda: np.tanh(d), hess=hess)
 
 
 def _quantile(p, t, q):
-    r = t - p
-    l = np.where(r >= 0, q * r, (q - 1) * r)
-    g = np.where(r < 0, 1 - q, -q)  # at t == p: -q (scikit-learn)
-    return l, g, np.zeros_like(r)
+    r = cache(lambda: t - p)
+    return _Parts(
+        value=lambda: np.where(r() >= 0, q * r(), (q - 1) * r()),
+        grad=lambda: np.where(r() < 0, 1 - q, -q),  # at t == p: -q (scikit-learn)
+        hess=lambda: np.zeros_like(p),
+    )
 
 
 def _poisson(p, t):
     ep = np.exp(p)
-    l = ep - _times(t, p)  # 0 * (-inf) -> 0: exp(p) - t*p -> 0 for t = 0
-    # p = +inf: exp(p) dominates t*p for every finite t
-    l = np.where((p == np.inf) & np.isfinite(t), np.inf, l)
-    return l, ep - t, ep
+
+    def value():
+        l = ep - _times(t, p)  # 0 * (-inf) -> 0: exp(p) - t*p -> 0 for t = 0
+        # p = +inf: exp(p) dominates t*p for every finite t
+        return np.where((p == np.inf) & np.isfinite(t), np.inf, l)
+
+    return _Parts(value, grad=lambda: ep - t, hess=lambda: ep)
 
 
 def _tweedie(p, t, power):
@@ -183,10 +235,11 @@ def _tweedie(p, t, power):
     e2 = np.exp(a * p)
     e1 = np.exp(-b * p)
     te1 = _times(t, e1)  # t = 0 with p = -inf: 0
-    l = e2 / a + te1 / b
-    g = e2 - te1
-    h = a * e2 + b * te1
-    return l, g, h
+    return _Parts(
+        value=lambda: e2 / a + te1 / b,
+        grad=lambda: e2 - te1,
+        hess=lambda: a * e2 + b * te1,
+    )
 
 
 def _binary_cross_entropy(p, t):
@@ -196,14 +249,22 @@ def _binary_cross_entropy(p, t):
     log1mp = np.log1p(-p)
     okp = logp >= -100
     ok1mp = log1mp >= -100
-    lp = np.where(okp, logp, -100)
-    l1p = np.where(ok1mp, log1mp, -100)
     u = 1 - t
-    one_m_p = 1 - p
-    l = -(t * lp + u * l1p)
-    g = np.where(okp, -t / p, 0) + np.where(ok1mp, u / one_m_p, 0)
-    h = np.where(okp, t / (p * p), 0) + np.where(ok1mp, u / (one_m_p * one_m_p), 0)
-    return l, g, h
+    one_m_p = cache(lambda: 1 - p)
+
+    def value():
+        lp = np.where(okp, logp, -100)
+        l1p = np.where(ok1mp, log1mp, -100)
+        return -(t * lp + u * l1p)
+
+    def grad():
+        return np.where(okp, -t / p, 0) + np.where(ok1mp, u / one_m_p(), 0)
+
+    def hess():
+        q = one_m_p()
+        return np.where(okp, t / (p * p), 0) + np.where(ok1mp, u / (q * q), 0)
+
+    return _Parts(value, grad, hess)
 
 
 def _binary_cross_entropy_with_logits(x, t, pos_weight=None):
@@ -211,10 +272,12 @@ def _binary_cross_entropy_with_logits(x, t, pos_weight=None):
     #   = pw t softplus(-x) + (1-t) softplus(x)
     pt = t if pos_weight is None else pos_weight * t
     u = 1 - t
-    l = _times(pt, _softplus(-x)) + _times(u, _softplus(x))
-    g = u * _sigmoid(x) - pt * _sigmoid(-x)  # sigmoids are in [0, 1]: no 0*inf
-    h = (u + pt) * _sigmoid_prime(x)
-    return l, g, h
+    return _Parts(
+        value=lambda: _times(pt, _softplus(-x)) + _times(u, _softplus(x)),
+        # sigmoids are in [0, 1]: no 0*inf
+        grad=lambda: u * _sigmoid(x) - pt * _sigmoid(-x),
+        hess=lambda: (u + pt) * _sigmoid_prime(x),
+    )
 
 
 def _sigmoid_focal(x, t, alpha, gamma):
@@ -229,29 +292,40 @@ def _sigmoid_focal(x, t, alpha, gamma):
     u = 1 - t
     sx = _sigmoid(x)
     snx = _sigmoid(-x)
-    v = _sigmoid_prime(x)
     ce = _times(t, _softplus(-x)) + _times(u, _softplus(x))
-    c1 = u * sx - t * snx
     m = u * sx + t * snx
-    # r = v/m = 1 / ((1+e) (a_s + a_l/e)), e = exp(-|x|), a_s (a_l) the weight of
-    # the small (large) sigmoid in m: no 0/0 even when both v and m underflow.
-    e = np.exp(-np.abs(x))
-    a_s = np.where(x >= 0, t, u)
-    a_l = np.where(x >= 0, u, t)
-    r = 1 / ((1 + e) * (a_s + np.where(a_l == 0, 0, a_l / e)))
     mg = m**gamma
-    k = 1 - 2 * t
-    cer = _times(r, ce)  # r -> 0 faster than ce -> inf
     at = 1 if alpha is None else alpha * t + (1 - alpha) * u
-    l = at * ce * mg
-    g = at * mg * (c1 + gamma * k * cer)
-    h = at * mg * (
-        v
-        + 2 * gamma * k * c1 * r
-        + gamma * (gamma - 1) * k * k * cer * r
-        + gamma * k * cer * (snx - sx)
-    )
-    return l, g, h
+
+    @cache
+    def slope():
+        """(c1, r, k, ce r): what the gradient and the Hessian share."""
+        c1 = u * sx - t * snx
+        # r = v/m = 1 / ((1+e) (a_s + a_l/e)), e = exp(-|x|), a_s (a_l) the weight of
+        # the small (large) sigmoid in m: no 0/0 even when both v and m underflow.
+        e = np.exp(-np.abs(x))
+        a_s = np.where(x >= 0, t, u)
+        a_l = np.where(x >= 0, u, t)
+        r = 1 / ((1 + e) * (a_s + np.where(a_l == 0, 0, a_l / e)))
+        k = 1 - 2 * t
+        cer = _times(r, ce)  # r -> 0 faster than ce -> inf
+        return c1, r, k, cer
+
+    def grad():
+        c1, r, k, cer = slope()
+        return at * mg * (c1 + gamma * k * cer)
+
+    def hess():
+        c1, r, k, cer = slope()
+        v = _sigmoid_prime(x)
+        return at * mg * (
+            v
+            + 2 * gamma * k * c1 * r
+            + gamma * (gamma - 1) * k * k * cer * r
+            + gamma * k * cer * (snx - sx)
+        )
+
+    return _Parts(value=lambda: at * ce * mg, grad=grad, hess=hess)
 
 
 def _hinge_sign(t):
@@ -259,22 +333,28 @@ def _hinge_sign(t):
 
 
 def _hinge(x, t):
-    s = _hinge_sign(t)
-    z = 1 - s * x
-    l = np.maximum(z, 0)
-    g = np.where(z > 0, -s, 0)  # margin s*x exactly 1: 0
-    return l, g, np.zeros_like(z)
+    s = cache(lambda: _hinge_sign(t))
+    z = cache(lambda: 1 - s() * x)
+    return _Parts(
+        value=lambda: np.maximum(z(), 0),
+        grad=lambda: np.where(z() > 0, -s(), 0),  # margin s*x exactly 1: 0
+        hess=lambda: np.zeros_like(x),
+    )
 
 
 def _squared_hinge(x, t):
     s = _hinge_sign(t)
     z = 1 - s * x
-    zp = np.maximum(z, 0)
-    return zp * zp, -2 * s * zp, np.where(z > 0, 2, 0)
+    zp = cache(lambda: np.maximum(z, 0))
+    return _Parts(
+        value=lambda: zp() * zp(),
+        grad=lambda: -2 * s * zp(),
+        hess=lambda: np.where(z > 0, 2, 0),
+    )
 
 
 # ---------------------------------------------------------------------------
-# Class losses: (z, y, *, soft, valid, cw, **params) -> (n, dw, g, h)
+# Class losses: (z, y, *, soft, valid, cw, **params) -> _Parts(n, g, h, dw)
 # z has the class axis last: shape S + (C,), C >= 1.
 # ---------------------------------------------------------------------------
 
@@ -286,7 +366,8 @@ def _acc_dtype(dt):
 def _log_softmax_parts(z):
     """Stable pieces of log_softmax along the last axis.
 
-    Returns (nlogp, p, q): -log_softmax(z), softmax(z) and 1 - softmax(z), each
+    Returns (nlogp, p, q), functions of no arguments that compute (once, when
+    first called) -log_softmax(z), softmax(z) and 1 - softmax(z), each
     accurate to a few ulp.  With sh = z - max(z) and rest = sum of exp(sh) over
     every class but (the first) argmax, logsumexp(z) - max(z) = log1p(rest), and
     the argmax's 1 - p is rest / (1 + rest): no cancellation.  A +inf logit
@@ -301,9 +382,9 @@ def _log_softmax_parts(z):
     C = z.shape[-1]
     is_am = np.arange(C) == np.argmax(z, axis=-1)[..., None]
     rest = np.sum(np.where(is_am, 0, ez), axis=-1, keepdims=True, dtype=acc)
-    nlogp = (np.log1p(rest) - sh).astype(dt)
-    p = (ez / (1 + rest)).astype(dt)
-    q = np.where(is_am, rest / (1 + rest), 1 - p).astype(dt)
+    nlogp = cache(lambda: (np.log1p(rest) - sh).astype(dt))
+    p = cache(lambda: (ez / (1 + rest)).astype(dt))
+    q = cache(lambda: np.where(is_am, rest / (1 + rest), 1 - p()).astype(dt))
     return nlogp, p, q
 
 
@@ -320,47 +401,68 @@ def _cross_entropy(z, y, *, soft, valid, cw, label_smoothing):
     if soft:
         # t' = (1-e) t + e/C;  n = sum_c cw_c t'_c (-logp_c)
         w = cw * ((1 - e) * y + e / C) if e else cw * y
-        n = np.sum(_times(w, nlogp), axis=-1, dtype=acc).astype(dt)
-        A = np.sum(w, axis=-1, keepdims=True, dtype=acc).astype(dt)
-        # dn/dz_k = A p_k - w_k = p_k (A - w_k) - w_k (1 - p_k)
-        g = p * (A - w) - w * q
-        h = A * p * q
-        return n, np.ones(n.shape, dt), g, h
-    onehot = np.arange(C) == y[..., None]
+        A = cache(lambda: np.sum(w, axis=-1, keepdims=True, dtype=acc).astype(dt))
+        return _Parts(
+            value=lambda: np.sum(_times(w, nlogp()), axis=-1, dtype=acc).astype(dt),
+            # dn/dz_k = A p_k - w_k = p_k (A - w_k) - w_k (1 - p_k)
+            grad=lambda: p() * (A() - w) - w * q(),
+            hess=lambda: A() * p() * q(),
+            weight=lambda: np.ones(z.shape[:-1], dt),
+        )
     cwy = cw[y]
-    n = cwy * _take(nlogp, y)
-    # dn/dz_k = cw_y (p_k - [k == y]); 1 - p_y taken from q for accuracy
-    g = cwy[..., None] * np.where(onehot, -q, p)
-    A = cwy
-    if e:
-        scw = np.sum(cw, dtype=acc).astype(dt)
-        smooth = np.sum(_times(cw, nlogp), axis=-1, dtype=acc).astype(dt)
-        n = (1 - e) * n + (e / C) * smooth
-        g = (1 - e) * g + (e / C) * (scw * p - cw)
-        A = (1 - e) * cwy + (e / C) * scw
-    h = A[..., None] * p * q
     vm = valid[..., None]
-    return (
-        np.where(valid, n, 0),
-        np.where(valid, cwy, 0),
-        np.where(vm, g, 0),
-        np.where(vm, h, 0),
-    )
+    scw = cache(lambda: np.sum(cw, dtype=acc).astype(dt))
+
+    def value():
+        n = cwy * _take(nlogp(), y)
+        if e:
+            smooth = np.sum(_times(cw, nlogp()), axis=-1, dtype=acc).astype(dt)
+            n = (1 - e) * n + (e / C) * smooth
+        return np.where(valid, n, 0)
+
+    def grad():
+        # dn/dz_k = cw_y (p_k - [k == y]); 1 - p_y taken from q for accuracy
+        onehot = np.arange(C) == y[..., None]
+        g = cwy[..., None] * np.where(onehot, -q(), p())
+        if e:
+            g = (1 - e) * g + (e / C) * (scw() * p() - cw)
+        return np.where(vm, g, 0)
+
+    def hess():
+        A = (1 - e) * cwy + (e / C) * scw() if e else cwy
+        return np.where(vm, A[..., None] * p() * q(), 0)
+
+    return _Parts(value, grad, hess, weight=lambda: np.where(valid, cwy, 0))
 
 
 def _nll(z, y, *, soft, valid, cw):
     # z holds log-probabilities; the loss is linear in z (Hessian 0).
     dt = z.dtype
+
+    def hess():
+        return np.zeros_like(z)
+
     if soft:
-        w = cw * y
-        n = -np.sum(_times(w, z), axis=-1, dtype=_acc_dtype(dt)).astype(dt)
-        return n, np.ones(n.shape, dt), -w, np.zeros_like(z)
+        w = cache(lambda: cw * y)
+        return _Parts(
+            value=lambda: -np.sum(_times(w(), z), axis=-1, dtype=_acc_dtype(dt)).astype(dt),
+            grad=lambda: -w(),
+            hess=hess,
+            weight=lambda: np.ones(z.shape[:-1], dt),
+        )
     C = z.shape[-1]
-    cwy = cw[y]
-    n = -cwy * _take(z, y)
-    onehot = (np.arange(C) == y[..., None]) & valid[..., None]
-    g = np.where(onehot, -cwy[..., None], 0)
-    return np.where(valid, n, 0), np.where(valid, cwy, 0), g, np.zeros_like(z)
+    cwy = cache(lambda: cw[y])
+
+    def grad():
+        onehot = (np.arange(C) == y[..., None]) & valid[..., None]
+        return np.where(onehot, -cwy()[..., None], 0)
+
+    return _Parts(
+        value=lambda: np.where(valid, -cwy() * _take(z, y), 0),
+        grad=grad,
+        hess=hess,
+        weight=lambda: np.where(valid, cwy(), 0),
+    )
 
 
 def _multi_margin(z, y, *, soft, valid, cw, margin, power):
@@ -372,16 +474,23 @@ def _multi_margin(z, y, *, soft, valid, cw, margin, power):
     zy = _take(z, y)
     pos = np.where(onehot, 0, np.maximum(margin - zy[..., None] + z, 0))
     coef = (cw[y] / C)[..., None]
-    if power == 1:
-        term, d, d2 = pos, np.sign(pos), np.zeros_like(pos)
-    else:
-        term, d, d2 = pos * pos, 2 * pos, 2 * np.sign(pos)
-    n = (coef[..., 0] * np.sum(term, axis=-1, dtype=acc)).astype(dt)
-    dsum = np.sum(d, axis=-1, keepdims=True, dtype=acc).astype(dt)
-    d2sum = np.sum(d2, axis=-1, keepdims=True, dtype=acc).astype(dt)
-    g = coef * np.where(onehot, -dsum, d)
-    h = coef * np.where(onehot, d2sum, d2)
-    return n, np.ones(n.shape, dt), g, h
+
+    # the summand pos**power and its first and second derivatives
+    def value():
+        term = pos if power == 1 else pos * pos
+        return (coef[..., 0] * np.sum(term, axis=-1, dtype=acc)).astype(dt)
+
+    def grad():
+        d = np.sign(pos) if power == 1 else 2 * pos
+        dsum = np.sum(d, axis=-1, keepdims=True, dtype=acc).astype(dt)
+        return coef * np.where(onehot, -dsum, d)
+
+    def hess():
+        d2 = np.zeros_like(pos) if power == 1 else 2 * np.sign(pos)
+        d2sum = np.sum(d2, axis=-1, keepdims=True, dtype=acc).astype(dt)
+        return coef * np.where(onehot, d2sum, d2)
+
+    return _Parts(value, grad, hess, weight=lambda: np.ones(z.shape[:-1], dt))
 
 
 # ---------------------------------------------------------------------------
@@ -706,6 +815,9 @@ class ReferenceLoss:
 
     def _run(self, y_pred, y_true, reduction, sample_weight, axis, out,
              n_threads, loss_params, method):
+        """(value, grad, hessian, out) with None for what `method` does not
+        return, which is not computed either."""
+        want = _WANTS[method]
         params = self._parse(reduction, axis, n_threads, loss_params)
         p = _as_array(y_pred, self.name, "y_pred")
         dt, odt = _compute_dtypes(p.dtype)
@@ -714,21 +826,22 @@ class ReferenceLoss:
         t = _as_array(y_true, self.name, "y_true")
         with np.errstate(all="ignore"):
             if self.family == "elementwise":
-                n, dw, g, h, s = self._elementwise(p, t, sample_weight, params, dt)
+                parts, s = self._elementwise(p, t, sample_weight, params, dt)
                 bshape = ()  # s and W broadcast directly against g
             else:
-                n, dw, g, h, s, cax = self._class(p, t, sample_weight, params, dt)
+                parts, s, cax = self._class(p, t, sample_weight, params, dt)
                 bshape = (1,)
-            value, den = self._reduce(n, dw, s, reduction, axis, dt, odt)
+            value, den = self._reduce(parts, s, reduction, axis, dt, odt, "value" in want)
+            raw = {key: getattr(parts, key)() for key in ("grad", "hess") if key in want}
+            del parts  # frees the intermediate quantities before the scaling
             den = den.reshape(den.shape + bshape)
             sc = s.reshape(s.shape + bshape)
             res = []
-            for d, needed in ((g, method in ("grad", "value_and_grad")),
-                              (h, method == "hessian")):
-                if not needed:
+            for key in ("grad", "hess"):
+                if key not in raw:
                     res.append(None)
                     continue
-                d = self._scale(d, sc, den, dt)
+                d = self._scale(raw.pop(key), sc, den, dt)
                 if self.family == "class":
                     d = np.moveaxis(d, -1, cax)
                 res.append(np.array(d, dtype=odt, order="C"))  # 0-d stays 0-d
@@ -747,12 +860,13 @@ class ReferenceLoss:
         s = self._weights(sample_weight, p.shape, dt)
         if self.prepare is not None:
             params = self.prepare(self.name, p, t, params)
-        l, g, h = self.fn(p, t, **params)
+        parts = self.fn(p, t, **params)
         # NaN in an element's inputs gives NaN in all three outputs
         nan = np.isnan(p) | np.isnan(t)
-        l, g, h = (np.where(nan, np.nan, np.broadcast_to(x, p.shape)).astype(dt, copy=False)
-                   for x in (l, g, h))
-        return l, np.ones(p.shape, dt), g, h, s
+        parts = parts.map(
+            lambda x: np.where(nan, np.nan, np.broadcast_to(x, p.shape)).astype(dt, copy=False)
+        )
+        return parts._replace(weight=lambda: np.ones(p.shape, dt)), s
 
     def _class(self, z, y, sample_weight, params, dt):
         name = self.name
@@ -796,38 +910,49 @@ class ReferenceLoss:
             y, valid = _labels(name, y, C, ignore)
         s = self._weights(sample_weight, S, dt)
         if C == 0:
-            n = np.zeros(S, dt)
-            dw = np.ones(S, dt) if soft else np.zeros(S, dt)
-            g = np.zeros(zl.shape, dt)
-            return n, dw, g, g, s, cax
-        n, dw, g, h = self.fn(zl, y, soft=soft, valid=valid, cw=cw, **params)
-        return (n.astype(dt, copy=False), dw.astype(dt, copy=False),
-                g.astype(dt, copy=False), h.astype(dt, copy=False), s, cax)
+            def zeros():
+                return np.zeros(zl.shape, dt)
+
+            parts = _Parts(
+                value=lambda: np.zeros(S, dt),
+                grad=zeros,
+                hess=zeros,
+                weight=lambda: np.ones(S, dt) if soft else np.zeros(S, dt),
+            )
+            return parts, s, cax
+        parts = self.fn(zl, y, soft=soft, valid=valid, cw=cw, **params)
+        return parts.map(lambda x: x.astype(dt, copy=False)), s, cax
 
     # -- reductions --------------------------------------------------------------
 
-    def _reduce(self, n, dw, s, reduction, axis, dt, odt):
-        """Returns (value, W): W, broadcastable to n, is what s*g is divided by
-        (the mean's denominator over each reduced slice, 1 otherwise)."""
+    def _reduce(self, parts, s, reduction, axis, dt, odt, want_value):
+        """Returns (value, W): the value (None, and not computed, unless
+        want_value) and W, broadcastable to the per-sample values, what s*g is
+        divided by (the mean's denominator over each reduced slice, 1
+        otherwise)."""
         acc = _acc_dtype(dt)
-        sn = s * n
-        one = np.ones((1,) * n.ndim, acc)
+        one = np.ones((1,) * s.ndim, acc)  # s has the per-sample shape
         if reduction == "none":
-            return np.asarray(sn, dtype=odt), one
-        num = np.sum(sn, axis=axis, dtype=acc)
+            return (np.asarray(s * parts.value(), dtype=odt) if want_value else None), one
         if reduction == "sum":
-            value, den_k = num, one
+            den_k = one
         else:
-            den_k = np.sum(s * dw, axis=axis, dtype=acc, keepdims=True)
-            den = den_k.reshape(np.shape(num))
-            zero = den == 0
-            if np.any(zero):
+            den_k = np.sum(s * parts.weight(), axis=axis, dtype=acc, keepdims=True)
+            if np.any(den_k == 0):
                 warnings.warn(
                     f"{self.name}: mean over zero total weight (empty input, all samples "
                     f"ignored or weights summing to 0) is nan",
                     RuntimeWarning,
                     stacklevel=4,
                 )
+        if not want_value:
+            return None, den_k
+        num = np.sum(s * parts.value(), axis=axis, dtype=acc)
+        if reduction == "sum":
+            value = num
+        else:
+            den = den_k.reshape(np.shape(num))
+            zero = den == 0
             value = np.where(zero, np.nan, num / np.where(zero, 1, den))
         if np.ndim(value) == 0:
             return odt.type(value), den_k
@@ -840,6 +965,15 @@ class ReferenceLoss:
         # over a zero denominator: 0 wherever the weighted derivative is 0
         r = np.where((den == 0) & (sg == 0), 0, r)
         return r.astype(dt, copy=False)
+
+
+# what each public method returns, hence computes
+_WANTS = {
+    "value": ("value",),
+    "grad": ("grad",),
+    "value_and_grad": ("value", "grad"),
+    "hessian": ("hess",),
+}
 
 
 def _norm_axis(ax, ndim):
