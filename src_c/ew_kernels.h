@@ -194,7 +194,11 @@ KERNEL(sigmoid_focal)
     T dce = u * s - t * sc, d2ce = sp1;      /* s - t without cancellation */
     T m = s * u + sc * t, k = C(1) - C(2) * t;
     int mz = m == 0;
-    T B = gam == 0 ? C(1) : (mz ? C(0) : VM(exp)(gam * VM(log)(m)));
+    /* loop-invariant choices as values, not selects: a select on an
+     * invariant condition gets the loop unswitched, and GCC then leaves the
+     * omp simd loop scalar */
+    const T B0 = gam == 0 ? C(1) : C(0);              /* m^gamma at m == 0 */
+    T B = mz ? B0 : VM(exp)(gam * VM(log)(mz ? C(1) : m));
     T q = mz ? C(0) : sp1 / m;             /* s'/m <= 1: no overflow */
     T r1 = q * k, r2 = q * (sc - s) * k;
     T dB = gam * B * r1;
@@ -202,7 +206,9 @@ KERNEL(sigmoid_focal)
     /* where s (1 - s) underflows (|p| huge) the m-derivative terms are 0
      * even though ce grows like |p|: their product tends to 0 */
     T cef = sp1 == 0 ? C(0) : ce;
-    T at = alpha < 0 ? C(1) : alpha * t + (C(1) - alpha) * u;
+    const T a0 = alpha < 0 ? C(1) : C(1) - alpha;     /* alpha_t = a0 + a1 t */
+    const T a1 = alpha < 0 ? C(0) : C(2) * alpha - C(1);
+    T at = a0 + a1 * t;
     *l = at * ce * B;
     *g = at * (dce * B + cef * dB);
     *h = at * (d2ce * B + C(2) * dce * dB + cef * d2B);

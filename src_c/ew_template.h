@@ -53,10 +53,9 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
     }
 
 /* One loop.  MODE and W are constants at every expansion, so the tests on
- * them vanish and only the stores the mode asks for remain.  The sum is kept
- * in EW_LANES explicit lanes (element i in lane i % EW_LANES) added in a
- * fixed order, so it has the same bits whatever the mode, the vector width
- * (SSE2, AVX2, AVX-512) or the number of threads. */
+ * them vanish and only the stores the mode asks for remain.  The sum is a
+ * vectorized reduction with a fixed width of EW_LANES partial sums (element
+ * i in lane i % EW_LANES), so it rounds the same whatever the mode. */
 #define EW_LANES 16
 #define EW_LOOP(NAME, AUX, MODE, W)                                            \
     do {                                                                       \
@@ -66,40 +65,47 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
         T *FL_RESTRICT v_ = b->v, *FL_RESTRICT g_ = b->g, *FL_RESTRICT h_ = b->h; \
         const T sc_ = b->scale;                                                \
         const PRM prm_ = *b->prm;                                              \
-        double lane_[EW_LANES] = {0};                                          \
-        const fl_idx nb_ = n_ - n_ % EW_LANES;                                 \
-        for (fl_idx i0 = 0; i0 < nb_; i0 += EW_LANES) {                        \
-            _Pragma("omp simd")                                                \
-            for (int k = 0; k < EW_LANES; k++)                                 \
-                EW_BODY(NAME, AUX, MODE, W, i0 + k, lane_[k])                  \
-        }                                                                      \
-        for (fl_idx i = nb_; i < n_; i++)                                      \
-            EW_BODY(NAME, AUX, MODE, W, i, lane_[i - nb_])                     \
-        if ((MODE) & FL_SUM)                                                   \
-            for (int k = 0; k < EW_LANES; k++) acc += lane_[k];                \
+        double sum_ = 0.0;                                                     \
+        _Pragma("omp simd reduction(+:sum_) simdlen(16)")                      \
+        for (fl_idx i = 0; i < n_; i++)                                        \
+            EW_BODY(NAME, AUX, MODE, W, i, sum_)                               \
+        acc += sum_;                                                           \
     } while (0)
 
-#define EW_CASE(NAME, AUX, MODE)                                               \
-    case ((MODE) << 1):     EW_LOOP(NAME, AUX, MODE, 0); break;                \
-    case ((MODE) << 1) | 1: EW_LOOP(NAME, AUX, MODE, 1); break;
-
-/* The mode combinations the API uses; anything else is done by the driver
- * as several passes (never in practice). */
-#define EW_DEFINE_BLOCK(NAME, AUX, HEAVY)                                      \
-    static FL_CLONES double SFX(NAME##_block)(const SFX(blk) *b, int mode,     \
-                                              int weighted)                    \
+/* One function per (kernel, mode, weighted): small functions keep GCC's
+ * vectorizer reliable (one function holding all twelve loops of a large
+ * kernel like sigmoid_focal left some of them scalar). */
+#define EW_FN(NAME, AUX, MODE, TAG, W)                                         \
+    static FL_CLONES double SFX(NAME##_##TAG##_##W)(const SFX(blk) *b)         \
     {                                                                          \
         double acc = 0.0;                                                      \
-        switch ((mode << 1) | (weighted ? 1 : 0)) {                            \
-            EW_CASE(NAME, AUX, FL_SUM)                                         \
-            EW_CASE(NAME, AUX, FL_VAL)                                         \
-            EW_CASE(NAME, AUX, FL_GRAD)                                        \
-            EW_CASE(NAME, AUX, FL_SUM | FL_GRAD)                               \
-            EW_CASE(NAME, AUX, FL_VAL | FL_GRAD)                               \
-            EW_CASE(NAME, AUX, FL_HESS)                                        \
-            default: break;                                                    \
-        }                                                                      \
+        EW_LOOP(NAME, AUX, MODE, W);                                           \
         return acc;                                                            \
+    }
+#define EW_FNS(NAME, AUX, MODE, TAG) EW_FN(NAME, AUX, MODE, TAG, 0) EW_FN(NAME, AUX, MODE, TAG, 1)
+#define EW_CASE(NAME, MODE, TAG)                                               \
+    case ((MODE) << 1):     return SFX(NAME##_##TAG##_0)(b);                   \
+    case ((MODE) << 1) | 1: return SFX(NAME##_##TAG##_1)(b);
+
+/* The mode combinations the API uses. */
+#define EW_DEFINE_BLOCK(NAME, AUX, HEAVY)                                      \
+    EW_FNS(NAME, AUX, FL_SUM, s)                                               \
+    EW_FNS(NAME, AUX, FL_VAL, v)                                               \
+    EW_FNS(NAME, AUX, FL_GRAD, g)                                              \
+    EW_FNS(NAME, AUX, FL_SUM | FL_GRAD, sg)                                    \
+    EW_FNS(NAME, AUX, FL_VAL | FL_GRAD, vg)                                    \
+    EW_FNS(NAME, AUX, FL_HESS, h)                                              \
+    static double SFX(NAME##_block)(const SFX(blk) *b, int mode, int weighted) \
+    {                                                                          \
+        switch ((mode << 1) | (weighted ? 1 : 0)) {                            \
+            EW_CASE(NAME, FL_SUM, s)                                           \
+            EW_CASE(NAME, FL_VAL, v)                                           \
+            EW_CASE(NAME, FL_GRAD, g)                                          \
+            EW_CASE(NAME, FL_SUM | FL_GRAD, sg)                                \
+            EW_CASE(NAME, FL_VAL | FL_GRAD, vg)                                \
+            EW_CASE(NAME, FL_HESS, h)                                          \
+            default: return 0.0;                                               \
+        }                                                                      \
     }
 
 FL_EW_LOSSES(EW_DEFINE_BLOCK)
@@ -252,5 +258,7 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
 #undef EW_BODY
 #undef EW_LANES
 #undef EW_CASE
+#undef EW_FN
+#undef EW_FNS
 #undef EW_DEFINE_BLOCK
 #undef EW_GATHER
