@@ -21,7 +21,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q --upgrade pip
 
 $(VENV)/.deps: $(VENV)/bin/python pyproject.toml
-	$(PIP) install -q "setuptools>=64" "Cython>=3" "numpy>=2" wheel
+	$(PIP) install -q "setuptools>=77" "Cython>=3" "numpy>=2" wheel
 	$(PIP) install -q "pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "threadpoolctl>=3" "psutil>=5"
 	touch $@
 
