@@ -125,7 +125,7 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
             wsum = None                 # multi_margin's mean divides by sum(s)
     smoothing = params.get("label_smoothing", 0.0)
     margin = params.get("margin", 0.0)
-    power = params.get("power", 1)
+    power = int(params.get("power", 1))
     # ---- nothing below can fail on the user's input
     nsamp = outer * inner
     if wsum is None:

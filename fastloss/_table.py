@@ -218,7 +218,7 @@ TABLE += [
     _class_row("multi_margin", "margin", "Multi-class margin (hinge) loss",
                "sum_{j != y} max(0, margin - z[y] + z[j])**power / C",
                [Param("margin", 1.0, REAL, doc="the margin"),
-                Param("power", 1, Domain(values=(1.0, 2.0)), integer=True, doc="1 or 2")],
+                Param("power", 1, Domain(values=(1.0, 2.0)), doc="1 or 2")],
                accepts_probabilities=False),
 ]
 

@@ -21,6 +21,8 @@ typedef struct {
     double Sx;     /* the same without the target class               */
     double Q;      /* sum_c w_c (m - z_c), w_c the smoothing/target weights */
     double R;      /* sum_c w_c                                        */
+    double Sn;     /* sum over the classes below the maximum              */
+    double cnt;    /* how many classes equal the maximum                  */
     T m;
 } SFX(seg);
 
@@ -38,15 +40,18 @@ FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
     T m = -(T)INFINITY;
     _Pragma("omp simd reduction(max:m)")
     for (fl_idx c = 0; c < n; c++) m = z[c] > m ? z[c] : m;
-    double S = 0.0, Sx = 0.0, Q = 0.0, R = 0.0;
-    _Pragma("omp simd reduction(+:S, Sx, Q, R)")
+    double S = 0.0, Sx = 0.0, Q = 0.0, R = 0.0, Sn = 0.0, cnt = 0.0;
+    _Pragma("omp simd reduction(+:S, Sx, Q, R, Sn, cnt)")
     for (fl_idx c = 0; c < n; c++) {
         T zc = z[c];
         /* z == m gives exactly 0 even when m is infinite */
-        T d = zc == m ? (T)0 : zc - m;
+        int top = zc == m;
+        T d = top ? (T)0 : zc - m;
         T e = VM(exp)(d);
         S += (double)e;
         Sx += c == y ? 0.0 : (double)e;
+        Sn += top ? 0.0 : (double)e;
+        cnt += top ? 1.0 : 0.0;
         if (WMODE) {
             T cwc = CW ? cw[c] : (T)1;
             T w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tp[c] + eC);
@@ -56,23 +61,27 @@ FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
         }
         if (STORE) g[c] = e;
     }
-    st->S = S; st->Sx = Sx; st->Q = Q; st->R = R; st->m = m;
+    st->S = S; st->Sx = Sx; st->Q = Q; st->R = R; st->m = m; st->Sn = Sn; st->cnt = cnt;
 }
 
 /* Phase C, in place on buf (holding exp(z_c - m_s)), with
  * p_c = buf_c * f and f = exp(m_s - M) / S:
  *   gradient  buf_c = k (A p_c - w_c)
- *   Hessian   buf_c = k A p_c (1 - p_c) */
+ *   Hessian   buf_c = k A p_c (1 - p_c)
+ * 1 - p_c cancels only for a class at the maximum (buf_c == 1 in the top
+ * segment, passed as top = 1; other segments pass 2): there it is
+ * sm1f = (S - 1) / S, from the sum of the classes below the maximum. */
 FL_INLINE void SFX(ce_phase_c)(T *FL_RESTRICT buf, fl_idx n,
                                const T *FL_RESTRICT cw, const T *FL_RESTRICT tp,
-                               T eC, T onem_e, T f, T kA, T k,
+                               T eC, T onem_e, T f, T kA, T k, T top, T sm1f,
                                const int WMODE, const int CW, const int HESS)
 {
     _Pragma("omp simd")
     for (fl_idx c = 0; c < n; c++) {
         T p = buf[c] * f;
         if (HESS) {
-            buf[c] = kA * p * ((T)1 - p);
+            T q = buf[c] == top ? sm1f : (T)1 - p;
+            buf[c] = kA * p * q;
         } else {
             T w = (T)0;
             if (WMODE) {
@@ -110,9 +119,9 @@ static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_i
 }
 
 static FL_CLONES void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T *cw,
-                      const T *tp, T f, T kA, T k)
+                      const T *tp, T f, T kA, T k, T top, T sm1f)
 {
-#define CE_C(W, CWF, H) SFX(ce_phase_c)(buf, n, cw, tp, x->eC, x->onem_e, f, kA, k, W, CWF, H)
+#define CE_C(W, CWF, H) SFX(ce_phase_c)(buf, n, cw, tp, x->eC, x->onem_e, f, kA, k, top, sm1f, W, CWF, H)
     switch (x->wmode * 4 + x->cw * 2 + x->hess) {
         case 0: CE_C(0, 0, 0); break;  case 1: CE_C(0, 0, 1); break;
         case 2: CE_C(0, 1, 0); break;  case 3: CE_C(0, 1, 1); break;
@@ -126,25 +135,28 @@ static FL_CLONES void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T 
 
 /* Merge the segments of one row and finish it: returns the sample's loss
  * (before the sample weight) and fills what phase C needs. */
-typedef struct { double M, S, Sx, Q, R, logS; } SFX(rowsum);
+typedef struct { double M, S, Sx, Q, R, logS, Sm1; } SFX(rowsum);
 
 static SFX(rowsum) SFX(ce_merge)(const SFX(seg) *st, fl_idx nseg)
 {
     SFX(rowsum) r;
     T M = st[0].m;
     for (fl_idx s = 1; s < nseg; s++) M = st[s].m > M ? st[s].m : M;
-    double S = 0, Sx = 0, Q = 0, R = 0;
+    double S = 0, Sx = 0, Q = 0, R = 0, Sn = 0, cnt = 0;
     for (fl_idx s = 0; s < nseg; s++) {
         double dm = st[s].m == M ? 0.0 : (double)st[s].m - (double)M;
         double f = nseg == 1 ? 1.0 : fl_exp(dm);
         S += st[s].S * f;
         Sx += st[s].Sx * f;
+        if (st[s].m == M) { Sn += st[s].Sn; cnt += st[s].cnt; }
+        else Sn += st[s].S * f;
         Q += st[s].Q + (st[s].R == 0 ? 0.0 : st[s].R * -dm);
         R += st[s].R;
     }
     /* every logit -inf: no limit exists, the sample is NaN throughout */
     if (M == -(T)INFINITY) S = Sx = NAN;
     r.M = (double)M; r.S = S; r.Sx = Sx; r.Q = Q; r.R = R; r.logS = fl_log(S);
+    r.Sm1 = Sn + (cnt - 1.0);           /* S - 1 without cancellation */
     return r;
 }
 
@@ -171,10 +183,20 @@ static double SFX(ce_sample)(const SFX(ce_ctx) *x, const T *z, fl_idx y,
     const fl_cls_args *a = x->a;
     const T *cw = (const T *)a->cw;
     const fl_idx C = x->C;
-    SFX(seg) st;
+    /* rows longer than FL_CE_SEG are cut into the same segments as the
+     * threaded split path, so every thread count rounds alike */
+    const fl_idx nseg = C > FL_CE_SEG ? (C + FL_CE_SEG - 1) / FL_CE_SEG : 1;
+    SFX(seg) st1[16];
+    SFX(seg) *st = nseg <= 16 ? st1 : (SFX(seg) *)malloc(sizeof(SFX(seg)) * (size_t)nseg);
+    if (!st) return NAN;            /* (C >= 131073 and no memory for 48 bytes per 8192) */
     T *store = g ? g : h;
-    SFX(ce_a)(x, z, C, y, cw, tp, store, &st);
-    SFX(rowsum) r = SFX(ce_merge)(&st, 1);
+    fl_idx q = 0;
+    do {                            /* at least one segment, even for C == 0 */
+        fl_idx c0 = q * FL_CE_SEG, n = C - c0 < FL_CE_SEG ? C - c0 : FL_CE_SEG;
+        SFX(ce_a)(x, z + c0, n, y >= 0 ? y - c0 : -1, cw ? cw + c0 : NULL,
+                  tp ? tp + c0 : NULL, store ? store + c0 : NULL, &st[q]);
+    } while (++q < nseg);
+    SFX(rowsum) r = SFX(ce_merge)(st, nseg);
     int labelled = y >= 0;
     double cwy = labelled ? (cw ? (double)cw[y] : 1.0) : 0.0;
     double zy = labelled ? (double)z[y] : 0.0;
@@ -182,7 +204,13 @@ static double SFX(ce_sample)(const SFX(ce_ctx) *x, const T *z, fl_idx y,
     if (store) {
         double A = r.R + (labelled ? (double)x->onem_e * cwy : 0.0);
         double f = 1.0 / r.S;
-        SFX(ce_c)(x, store, C, cw, tp, (T)f, (T)((double)k * A), k);
+        for (q = 0; q < nseg; q++) {
+            fl_idx c0 = q * FL_CE_SEG, n = C - c0 < FL_CE_SEG ? C - c0 : FL_CE_SEG;
+            int top = st[q].m == (T)r.M;
+            double fq = nseg == 1 ? f : fl_exp(top ? 0.0 : (double)st[q].m - r.M) * f;
+            SFX(ce_c)(x, store + c0, n, cw ? cw + c0 : NULL, tp ? tp + c0 : NULL, (T)fq,
+                      (T)((double)k * A), k, top ? (T)1 : (T)2, (T)(r.Sm1 * f));
+        }
         if (labelled) {
             /* the target entry without cancellation: p_y - 1 = -Sx / S */
             double py = fl_exp(zy == r.M ? 0.0 : zy - r.M) * f;
@@ -194,6 +222,7 @@ static double SFX(ce_sample)(const SFX(ce_ctx) *x, const T *z, fl_idx y,
                 h[y] = (T)((double)k * A * py * (r.Sx * f));
         }
     }
+    if (st != st1) free(st);
     return loss;
 }
 
@@ -237,8 +266,9 @@ FL_INLINE double SFX(margin_core)(const T *FL_RESTRICT z, fl_idx y, T mg, T kk,
         int act = (c != y) & !(v <= (T)0);
         T lv = P2 ? v * v : v;
         loss += act ? (double)lv : 0.0;
-        if (G) { T gc = act ? kk * (P2 ? (T)2 * v : (T)1) : (T)0; g[c] = gc; gs += gc; }
-        if (H) { T hc = (act && P2) ? (T)2 * kk : (T)0; h[c] = hc; gs += hc; }
+        /* v NaN: the derivatives are NaN too */
+        if (G) { T gc = act ? (v != v ? v : kk * (P2 ? (T)2 * v : (T)1)) : (T)0; g[c] = gc; gs += gc; }
+        if (H) { T hc = (act && P2) ? (v != v ? v : (T)2 * kk) : (T)0; h[c] = hc; gs += hc; }
     }
     if (G) g[y] = -gs;
     if (H) h[y] = gs;
@@ -295,16 +325,20 @@ static fl_idx SFX(cls_prepass)(const fl_cls_args *a, double *wsum)
 FL_INLINE void SFX(ce_cols_a)(const T *FL_RESTRICT zc, const T *FL_RESTRICT m,
                               T *FL_RESTRICT dc, double *FL_RESTRICT S,
                               double *FL_RESTRICT Sx, double *FL_RESTRICT Q,
-                              double *FL_RESTRICT R, const fl_idx *FL_RESTRICT yj,
+                              double *FL_RESTRICT R, double *FL_RESTRICT Sn,
+                              double *FL_RESTRICT cnt, const fl_idx *FL_RESTRICT yj,
                               fl_idx c, fl_idx J, const T *FL_RESTRICT tc, T cwc,
                               T eC, T onem_e, const int WMODE)
 {
     _Pragma("omp simd")
     for (fl_idx j = 0; j < J; j++) {
-        T dd = zc[j] == m[j] ? (T)0 : zc[j] - m[j];
+        int top = zc[j] == m[j];
+        T dd = top ? (T)0 : zc[j] - m[j];
         T e = VM(exp)(dd);
         S[j] += (double)e;
         Sx[j] += yj[j] == c ? 0.0 : (double)e;
+        Sn[j] += top ? 0.0 : (double)e;
+        cnt[j] += top ? 1.0 : 0.0;
         if (WMODE) {
             T w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tc[j] + eC);
             Q[j] += w == 0 ? 0.0 : (double)(w * -dd);
@@ -325,12 +359,13 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
     const int wmode = x->wmode, hess = x->hess;
     const T eC = x->eC, onem_e = x->onem_e, scale = (T)a->scale;
     T m[CE_CB], fj[CE_CB], kAj[CE_CB], kj[CE_CB];
-    double S[CE_CB], Sx[CE_CB], Q[CE_CB], R[CE_CB];
+    double S[CE_CB], Sx[CE_CB], Q[CE_CB], R[CE_CB], Sn[CE_CB], cnt[CE_CB];
+    T sm1f[CE_CB];
     fl_idx yj[CE_CB];
     int ign[CE_CB];
     for (fl_idx j = 0; j < J; j++) {
         m[j] = -(T)INFINITY;
-        S[j] = Sx[j] = Q[j] = R[j] = 0.0;
+        S[j] = Sx[j] = Q[j] = R[j] = Sn[j] = cnt[j] = 0.0;
         ign[j] = yv && a->has_ignore && yv[j] == a->ignore_index;
         yj[j] = yv && !ign[j] ? (fl_idx)yv[j] : -1;
     }
@@ -346,9 +381,9 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         T *FL_RESTRICT dc = d ? d + c * ldd : scratch;
         const T cwc = cw ? cw[c] : (T)1;
         if (wmode == 0)
-            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, yj, c, J, tc, cwc, eC, onem_e, 0);
+            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, Sn, cnt, yj, c, J, tc, cwc, eC, onem_e, 0);
         else
-            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, yj, c, J, tc, cwc, eC, onem_e, wmode);
+            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, Sn, cnt, yj, c, J, tc, cwc, eC, onem_e, wmode);
     }
     /* the transcendental per-sample terms, vectorized across samples */
     double logS[CE_CB], l1p[CE_CB], py[CE_CB], zyv[CE_CB], Md[CE_CB];
@@ -367,7 +402,7 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
     for (fl_idx j = 0; j < J; j++) {
         T s = sw ? sw[j] : (T)1;
         if (ign[j]) {
-            kAj[j] = kj[j] = fj[j] = (T)0;
+            kAj[j] = kj[j] = fj[j] = sm1f[j] = (T)0;
             if (val) val[j] = (T)0;
             continue;
         }
@@ -383,6 +418,7 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         double k = (double)s * (double)scale;
         double A = R[j] + (y >= 0 ? (double)onem_e * cwy : 0.0);
         fj[j] = (T)(1.0 / S[j]);
+        sm1f[j] = (T)((Sn[j] + (cnt[j] - 1.0)) / S[j]);   /* (S - 1) / S */
         kAj[j] = (T)(k * A);
         kj[j] = (T)k;
     }
@@ -395,7 +431,8 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
             _Pragma("omp simd")
             for (fl_idx j = 0; j < J; j++) {
                 T p = dc[j] * fj[j];
-                dc[j] = kAj[j] * p * ((T)1 - p);
+                T q = dc[j] == (T)1 ? sm1f[j] : (T)1 - p;   /* see ce_phase_c */
+                dc[j] = kAj[j] * p * q;
             }
         } else if (wmode == 0) {
             _Pragma("omp simd")
@@ -526,8 +563,7 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
 {
     const fl_cls_args *a = x->a;
     const fl_idx C = a->C, rows = a->outer;
-    fl_idx seg = (C + 4 * nt - 1) / (4 * nt);
-    if (seg < 4096) seg = 4096;
+    const fl_idx seg = FL_CE_SEG;     /* as ce_sample: the same rounding */
     const fl_idx nps = (C + seg - 1) / seg, nsegs = rows * nps;
     SFX(seg) *st = (SFX(seg) *)malloc(sizeof(SFX(seg)) * (size_t)nsegs);
     SFX(rowsum) *rs = (SFX(rowsum) *)malloc(sizeof(SFX(rowsum)) * (size_t)rows);
@@ -584,10 +620,12 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
             double cwy = y >= 0 ? (CW ? (double)CW[y] : 1.0) : 0.0;
             T s = SW ? SW[r] : (T)1, k = s * scale;
             double A = rs[r].R + (y >= 0 ? (double)x->onem_e * cwy : 0.0);
-            double dm = st[q].m == (T)rs[r].M ? 0.0 : (double)st[q].m - rs[r].M;
-            double f = fl_exp(dm) / rs[r].S;
+            int top = st[q].m == (T)rs[r].M;
+            double f = 1.0 / rs[r].S;
+            double fq = nps == 1 ? f : fl_exp(top ? 0.0 : (double)st[q].m - rs[r].M) * f;
             SFX(ce_c)(x, D + r * C + c0, n, CW ? CW + c0 : NULL,
-                      TP ? TP + r * C + c0 : NULL, (T)f, (T)((double)k * A), k);
+                      TP ? TP + r * C + c0 : NULL, (T)fq, (T)((double)k * A), k,
+                      top ? (T)1 : (T)2, (T)(rs[r].Sm1 * f));
         }
     }
     /* target entries without cancellation, and the weighted sum */

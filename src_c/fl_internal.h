@@ -66,6 +66,10 @@ static inline int fl_unpack_threads(int nthreads, int *adaptive)
 #define FL_TID() 0
 #endif
 
+/* cross_entropy cuts rows longer than this into segments of this many
+ * classes (the same cut for every thread count: identical rounding). */
+#define FL_CE_SEG ((fl_idx)8192)
+
 /* Threads to use for `work` elements given a requested count. */
 static inline int fl_threads_for(int nthreads, fl_idx work, fl_idx min_per_thread)
 {
