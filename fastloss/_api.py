@@ -281,10 +281,11 @@ def _elementwise_compute(where, method, reduction, axis, kid, params,
             wsum, scale = None, 1.0
         mode = (_core.MODE_SUM if want_val else 0) | deriv_mode
         s = _core.ew_call(kid, mode, params, p, t, w, x, None, g, h, scale, nthreads)
+        if reduction == "mean" and wsum == 0:
+            _empty_mean_warning(where)      # for the derivatives too, as the reference
         if want_val:
             if reduction == "mean":
                 if wsum == 0:
-                    _empty_mean_warning(where)
                     s = np.nan
                 else:
                     s = s / wsum

@@ -146,10 +146,11 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
     if reduction != "none" and axis is None:
         scale = (1.0 / wsum if wsum != 0 else 0.0) if reduction == "mean" else 1.0
         s = call(sw, None, scale)
+        if reduction == "mean" and wsum == 0:
+            _empty_mean_warning(where)      # for the derivatives too, as the reference
         if want_val:
             if reduction == "mean":
                 if wsum == 0:
-                    _empty_mean_warning(where)
                     s = np.nan
                 else:
                     s = s / wsum
