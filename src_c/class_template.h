@@ -26,32 +26,31 @@ typedef struct {
     T m;
 } SFX(seg);
 
-/* Phase A over z[0..n) (classes c0 .. c0+n).  y: the target class index
- * relative to z (or outside [0, n)); w_c is
+/* Phase A over z[lo..hi): exponentials relative to the segment maximum m
+ * and their sums.  w_c is
  *   WMODE 0: none (no smoothing), 1: eC * cw_c (label smoothing),
  *   WMODE 2: cw_c * ((1-e) t_c + e/C) (probability targets).
- * STORE: keep exp(z_c - m) in g. */
-FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
+ * STORE: keep exp(z_c - m) in g.  SN (Hessians only): also the sum below
+ * the maximum and the count at it. */
+FL_INLINE void SFX(ce_a_range)(const T *FL_RESTRICT z, fl_idx lo, fl_idx hi, T m,
                                const T *FL_RESTRICT cw, const T *FL_RESTRICT tp,
                                T eC, T onem_e, T *FL_RESTRICT g,
                                const int WMODE, const int CW, const int STORE,
-                               SFX(seg) *st)
+                               const int SN, double *acc)
 {
-    T m = -(T)INFINITY;
-    _Pragma("omp simd reduction(max:m)")
-    for (fl_idx c = 0; c < n; c++) m = z[c] > m ? z[c] : m;
-    double S = 0.0, Sx = 0.0, Q = 0.0, R = 0.0, Sn = 0.0, cnt = 0.0;
-    _Pragma("omp simd reduction(+:S, Sx, Q, R, Sn, cnt)")
-    for (fl_idx c = 0; c < n; c++) {
+    double S = 0.0, Q = 0.0, R = 0.0, Sn = 0.0, cnt = 0.0;
+    _Pragma("omp simd reduction(+:S, Q, R, Sn, cnt)")
+    for (fl_idx c = lo; c < hi; c++) {
         T zc = z[c];
         /* z == m gives exactly 0 even when m is infinite */
         int top = zc == m;
         T d = top ? (T)0 : zc - m;
         T e = VM(exp)(d);
         S += (double)e;
-        Sx += c == y ? 0.0 : (double)e;
-        Sn += top ? 0.0 : (double)e;
-        cnt += top ? 1.0 : 0.0;
+        if (SN) {
+            Sn += top ? 0.0 : (double)e;
+            cnt += top ? 1.0 : 0.0;
+        }
         if (WMODE) {
             T cwc = CW ? cw[c] : (T)1;
             T w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tp[c] + eC);
@@ -61,7 +60,31 @@ FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
         }
         if (STORE) g[c] = e;
     }
-    st->S = S; st->Sx = Sx; st->Q = Q; st->R = R; st->m = m; st->Sn = Sn; st->cnt = cnt;
+    acc[0] += S; acc[1] += Q; acc[2] += R; acc[3] += Sn; acc[4] += cnt;
+}
+
+/* Phase A over z[0..n); y: the target class relative to z (or outside
+ * [0, n)).  The loop skips the target, so the sum without it (Sx, whose
+ * log1p is a tiny loss) needs no subtraction. */
+FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
+                               const T *FL_RESTRICT cw, const T *FL_RESTRICT tp,
+                               T eC, T onem_e, T *FL_RESTRICT g,
+                               const int WMODE, const int CW, const int STORE,
+                               const int SN, SFX(seg) *st)
+{
+    T m = -(T)INFINITY;
+    _Pragma("omp simd reduction(max:m)")
+    for (fl_idx c = 0; c < n; c++) m = z[c] > m ? z[c] : m;
+    double acc[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    const fl_idx ys = y >= 0 && y < n ? y : n;
+    SFX(ce_a_range)(z, 0, ys, m, cw, tp, eC, onem_e, g, WMODE, CW, STORE, SN, acc);
+    SFX(ce_a_range)(z, ys < n ? ys + 1 : n, n, m, cw, tp, eC, onem_e, g, WMODE, CW, STORE,
+                    SN, acc);
+    st->Sx = acc[0];
+    if (ys < n)
+        SFX(ce_a_range)(z, ys, ys + 1, m, cw, tp, eC, onem_e, g, WMODE, CW, STORE, SN, acc);
+    st->S = acc[0]; st->Q = acc[1]; st->R = acc[2]; st->Sn = acc[3]; st->cnt = acc[4];
+    st->m = m;
 }
 
 /* Phase C, in place on buf (holding exp(z_c - m_s)), with
@@ -105,16 +128,17 @@ static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_i
                       const T *cw, const T *tp, T *g, SFX(seg) *st)
 {
     /* constant flags -> one specialised loop per combination */
-#define CE_A(W, CWF, ST) SFX(ce_phase_a)(z, n, y, cw, tp, x->eC, x->onem_e, g, W, CWF, ST, st)
+#define CE_A(W, CWF, ST, SN) SFX(ce_phase_a)(z, n, y, cw, tp, x->eC, x->onem_e, g, W, CWF, ST, SN, st)
+#define CE_A2(K, W, CWF, ST) case 2 * (K): CE_A(W, CWF, ST, 0); break; \
+                             case 2 * (K) + 1: CE_A(W, CWF, ST, 1); break;
     int store = g != NULL;
-    switch (x->wmode * 4 + x->cw * 2 + store) {
-        case 0: CE_A(0, 0, 0); break;  case 1: CE_A(0, 0, 1); break;
-        case 2: CE_A(0, 1, 0); break;  case 3: CE_A(0, 1, 1); break;
-        case 4: CE_A(1, 0, 0); break;  case 5: CE_A(1, 0, 1); break;
-        case 6: CE_A(1, 1, 0); break;  case 7: CE_A(1, 1, 1); break;
-        case 8: CE_A(2, 0, 0); break;  case 9: CE_A(2, 0, 1); break;
-        case 10: CE_A(2, 1, 0); break; default: CE_A(2, 1, 1); break;
+    switch ((x->wmode * 4 + x->cw * 2 + store) * 2 + (x->hess ? 1 : 0)) {
+        CE_A2(0, 0, 0, 0) CE_A2(1, 0, 0, 1) CE_A2(2, 0, 1, 0) CE_A2(3, 0, 1, 1)
+        CE_A2(4, 1, 0, 0) CE_A2(5, 1, 0, 1) CE_A2(6, 1, 1, 0) CE_A2(7, 1, 1, 1)
+        CE_A2(8, 2, 0, 0) CE_A2(9, 2, 0, 1) CE_A2(10, 2, 1, 0) CE_A2(11, 2, 1, 1)
+        default: break;
     }
+#undef CE_A2
 #undef CE_A
 }
 
