@@ -168,19 +168,7 @@ KERNEL(bce_logits_pw)
  * ratios dm/m and d2m/m, which stay bounded as m -> 0, so no power of m
  * below 1 is ever formed.  Where m underflows to 0, m^gamma and every
  * derivative term are 0 (their limit) for gamma > 0. */
-#ifdef FL_EW_WIDER
-/* float: evaluated in double.  The Hessian is a sum of terms of opposite
- * signs that cancel where it changes sign; float arithmetic would leave only
- * a few correct digits there. */
-KERNEL(sigmoid_focal)
-{
-    FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };
-    double l2, g2, h2;
-    FL_EW_WIDER(sigmoid_focal)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2);
-    *l = (T)l2; *g = (T)g2; *h = (T)h2;
-}
-#else
-KERNEL(sigmoid_focal)
+KERNEL(sigmoid_focal_core)
 {
     (void)x;
     T alpha = prm->a, gam = prm->b;
@@ -212,6 +200,27 @@ KERNEL(sigmoid_focal)
     *l = at * ce * B;
     *g = at * (dce * B + cef * dB);
     *h = at * (d2ce * B + C(2) * dce * dB + cef * d2B);
+}
+
+#ifdef FL_EW_WIDER
+/* float: value and gradient in float; the Hessian in double -- it is a sum
+ * of terms of opposite signs that cancel where it changes sign, and float
+ * arithmetic would leave only a few correct digits there.  (The compiler
+ * keeps only the half each loop stores.) */
+KERNEL(sigmoid_focal)
+{
+    T hf;
+    SFX(k_sigmoid_focal_core)(p, t, x, prm, l, g, &hf);
+    (void)hf;
+    FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };
+    double l2, g2, h2;
+    FL_EW_WIDER(sigmoid_focal)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2);
+    *h = (T)h2;
+}
+#else
+KERNEL(sigmoid_focal)
+{
+    SFX(k_sigmoid_focal_core)(p, t, x, prm, l, g, h);
 }
 #endif
 
