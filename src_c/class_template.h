@@ -352,7 +352,7 @@ FL_INLINE void SFX(ce_cols_a)(const T *FL_RESTRICT zc, const T *FL_RESTRICT m,
                               double *FL_RESTRICT R, double *FL_RESTRICT Sn,
                               double *FL_RESTRICT cnt, const fl_idx *FL_RESTRICT yj,
                               fl_idx c, fl_idx J, const T *FL_RESTRICT tc, T cwc,
-                              T eC, T onem_e, const int WMODE)
+                              T eC, T onem_e, const int WMODE, const int SN)
 {
     _Pragma("omp simd")
     for (fl_idx j = 0; j < J; j++) {
@@ -361,8 +361,10 @@ FL_INLINE void SFX(ce_cols_a)(const T *FL_RESTRICT zc, const T *FL_RESTRICT m,
         T e = VM(exp)(dd);
         S[j] += (double)e;
         Sx[j] += yj[j] == c ? 0.0 : (double)e;
-        Sn[j] += top ? 0.0 : (double)e;
-        cnt[j] += top ? 1.0 : 0.0;
+        if (SN) {
+            Sn[j] += top ? 0.0 : (double)e;
+            cnt[j] += top ? 1.0 : 0.0;
+        }
         if (WMODE) {
             T w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tc[j] + eC);
             Q[j] += w == 0 ? 0.0 : (double)(w * -dd);
@@ -404,10 +406,11 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         const T *FL_RESTRICT tc = tp ? tp + c * ldt : NULL;
         T *FL_RESTRICT dc = d ? d + c * ldd : scratch;
         const T cwc = cw ? cw[c] : (T)1;
-        if (wmode == 0)
-            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, Sn, cnt, yj, c, J, tc, cwc, eC, onem_e, 0);
-        else
-            SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, Sn, cnt, yj, c, J, tc, cwc, eC, onem_e, wmode);
+#define CE_COLS_A(W, SN) SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, Sn, cnt, yj, c, J, tc, cwc, eC, onem_e, W, SN)
+        if (wmode == 0) { if (hess) CE_COLS_A(0, 1); else CE_COLS_A(0, 0); }
+        else if (wmode == 1) { if (hess) CE_COLS_A(1, 1); else CE_COLS_A(1, 0); }
+        else { if (hess) CE_COLS_A(2, 1); else CE_COLS_A(2, 0); }
+#undef CE_COLS_A
     }
     /* the transcendental per-sample terms, vectorized across samples */
     double logS[CE_CB], l1p[CE_CB], py[CE_CB], zyv[CE_CB], Md[CE_CB];
@@ -442,7 +445,7 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         double k = (double)s * (double)scale;
         double A = R[j] + (y >= 0 ? (double)onem_e * cwy : 0.0);
         fj[j] = (T)(1.0 / S[j]);
-        sm1f[j] = (T)((Sn[j] + (cnt[j] - 1.0)) / S[j]);   /* (S - 1) / S */
+        if (hess) sm1f[j] = (T)((Sn[j] + (cnt[j] - 1.0)) / S[j]);   /* (S - 1) / S */
         kAj[j] = (T)(k * A);
         kj[j] = (T)k;
     }
@@ -488,6 +491,26 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
     return acc;
 }
 
+/* Row block (J rows of C) <-> column block (C rows of CE_CB), vectorized
+ * along the rows with gathers / scatters where the ISA has them. */
+static FL_CLONES void SFX(transpose_in)(const T *FL_RESTRICT src, T *FL_RESTRICT dst,
+                                        fl_idx J, fl_idx C)
+{
+    for (fl_idx c = 0; c < C; c++) {
+        _Pragma("omp simd")
+        for (fl_idx jj = 0; jj < J; jj++) dst[c * CE_CB + jj] = src[jj * C + c];
+    }
+}
+
+static FL_CLONES void SFX(transpose_out)(const T *FL_RESTRICT src, T *FL_RESTRICT dst,
+                                         fl_idx J, fl_idx C)
+{
+    for (fl_idx c = 0; c < C; c++) {
+        _Pragma("omp simd")
+        for (fl_idx jj = 0; jj < J; jj++) dst[jj * C + c] = src[c * CE_CB + jj];
+    }
+}
+
 /* Samples [i0, i1) of cross_entropy through ce_cols.  buf: 3 * C * CE_CB
  * elements for the row layout's transposes (unused for inner > 1). */
 static double SFX(ce_cols_range)(const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1, T *buf)
@@ -512,18 +535,11 @@ static double SFX(ce_cols_range)(const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1, T *
         } else {
             T *zT = buf, *tT = buf + C * CE_CB, *dT = buf + 2 * C * CE_CB;
             const T *zr = Z + i * C, *tr = TP ? TP + i * C : NULL;
-            for (fl_idx jj = 0; jj < J; jj++)
-                for (fl_idx c = 0; c < C; c++) zT[c * CE_CB + jj] = zr[jj * C + c];
-            if (tr)
-                for (fl_idx jj = 0; jj < J; jj++)
-                    for (fl_idx c = 0; c < C; c++) tT[c * CE_CB + jj] = tr[jj * C + c];
+            SFX(transpose_in)(zr, zT, J, C);
+            if (tr) SFX(transpose_in)(tr, tT, J, C);
             acc += SFX(ce_cols)(x, J, zT, CE_CB, tr ? tT : NULL, CE_CB, yv, sw,
                                 D ? dT : NULL, CE_CB, val);
-            if (D) {
-                T *dr = D + i * C;
-                for (fl_idx jj = 0; jj < J; jj++)
-                    for (fl_idx c = 0; c < C; c++) dr[jj * C + c] = dT[c * CE_CB + jj];
-            }
+            if (D) SFX(transpose_out)(dT, D + i * C, J, C);
         }
         i += J;
     }
