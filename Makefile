@@ -2,6 +2,12 @@
 #   make bench   -- build, install and print the benchmark table (main job)
 #   make test    -- build, install and run the whole test suite
 # Each creates its own virtual environment in $(VENV) from $(PYTHON).
+# Robustness checks (docs/robustness.md):
+#   make sanitize           -- ASan + UBSan build of a copy of the sources (own
+#                              virtualenv in build/asan-venv), tests under it
+#   make sanitize-selftest  -- proof that `make sanitize` catches injected bugs
+#   make test-leaks         -- 10^5 calls must not grow RSS / Python memory
+#   make valgrind           -- valgrind memcheck over every loss and method
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,8 +17,9 @@ STAMP  := $(VENV)/.fastloss-installed
 SOURCES := setup.py pyproject.toml $(wildcard src_c/*.c src_c/*.h fastloss/*.pyx)
 BENCH_ARGS ?= --quick
 PYTEST_ARGS ?=
+SAN_ARGS ?=
 
-.PHONY: all install bench test test-fast clean
+.PHONY: all install bench test test-fast clean sanitize sanitize-selftest test-leaks valgrind
 
 all: install
 
@@ -40,6 +47,20 @@ bench: install
 test: install
 	$(PY) -c "import fastloss; fastloss.show_config()"
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+# extra pytest arguments: make sanitize SAN_ARGS="-x"; other knobs (test
+# files, flags, deselection) are environment variables of tools/sanitize.sh
+sanitize:
+	PYTHON=$(PYTHON) tools/sanitize.sh $(SAN_ARGS)
+
+sanitize-selftest:
+	PYTHON=$(PYTHON) tools/sanitize_selftest.sh
+
+test-leaks: install
+	$(PY) -m pytest -q -s $(PYTEST_ARGS) tests/test_leaks.py
+
+valgrind: install
+	tools/valgrind_check.sh $(PY)
 
 clean:
 	rm -rf build $(VENV) fastloss/_core.c fastloss/*.so fastloss/_build_info.py *.egg-info
