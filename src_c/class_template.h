@@ -342,7 +342,7 @@ static fl_idx SFX(cls_prepass)(const fl_cls_args *a, double *wsum)
  * small buffer, for rows with few classes. */
 #ifndef CE_CB
 #define CE_CB 64
-#define CE_COLS_MAXC 48
+#define CE_COLS_MAXC 160
 #endif
 
 /* Phase A of ce_cols for one class row c over J samples. */
