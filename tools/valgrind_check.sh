@@ -27,6 +27,9 @@ if [ -z "$PY" ]; then
     if [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
     else PY=python3; export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"; fi
 fi
+# a relative path (make passes .venv/bin/python) made absolute, its last
+# component kept as it is: a virtualenv's python is found through its path
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 command -v valgrind >/dev/null || { echo "valgrind_check: valgrind is not installed (apt-get install -y valgrind)" >&2; exit 2; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastloss-valgrind.XXXXXX")"
