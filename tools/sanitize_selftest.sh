@@ -37,7 +37,7 @@ for c in "${cases[@]}"; do
         file=src_c/class_template.h
         regex='for \(fl_idx (\w+) = 0; \1 < (\w+);'
         repl='for (fl_idx \1 = 0; \1 <= \2;'
-        tests=tests/test_classes.py; k=test_matches_reference
+        tests=tests/test_classes.py; k=test_code_paths_match_reference
         expect='READ of size' ;;
     gather)         # gathering a strided operand copies one element too many:
                     # reads past the row, writes past the 512-element buffer.
