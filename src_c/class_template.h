@@ -283,7 +283,7 @@ FL_INLINE double SFX(margin_core)(const T *FL_RESTRICT z, fl_idx y, T mg, T kk,
 {
     const T zy = z[y];
     double loss = 0.0;
-    T gs = (T)0;
+    double gs = 0.0;               /* float32 sums in float64 too */
     _Pragma("omp simd reduction(+:loss, gs)")
     for (fl_idx c = 0; c < C; c++) {
         T v = mg - zy + z[c];
@@ -291,11 +291,11 @@ FL_INLINE double SFX(margin_core)(const T *FL_RESTRICT z, fl_idx y, T mg, T kk,
         T lv = P2 ? v * v : v;
         loss += act ? (double)lv : 0.0;
         /* v NaN: the derivatives are NaN too */
-        if (G) { T gc = act ? (v != v ? v : kk * (P2 ? (T)2 * v : (T)1)) : (T)0; g[c] = gc; gs += gc; }
-        if (H) { T hc = (act && P2) ? (v != v ? v : (T)2 * kk) : (T)0; h[c] = hc; gs += hc; }
+        if (G) { T gc = act ? (v != v ? v : kk * (P2 ? (T)2 * v : (T)1)) : (T)0; g[c] = gc; gs += (double)gc; }
+        if (H) { T hc = (act && P2) ? (v != v ? v : (T)2 * kk) : (T)0; h[c] = hc; gs += (double)hc; }
     }
-    if (G) g[y] = -gs;
-    if (H) h[y] = gs;
+    if (G) g[y] = (T)-gs;
+    if (H) h[y] = (T)gs;
     return loss;
 }
 
