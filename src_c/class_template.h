@@ -283,19 +283,29 @@ FL_INLINE double SFX(margin_core)(const T *FL_RESTRICT z, fl_idx y, T mg, T kk,
 {
     const T zy = z[y];
     double loss = 0.0;
-    double gs = 0.0;               /* float32 sums in float64 too */
-    _Pragma("omp simd reduction(+:loss, gs)")
+    /* the target entry is minus the sum of the others: summed as
+     * kk * sum(dv) in float64 (float32 too), one rounding for kk */
+    double ds = 0.0;
+    _Pragma("omp simd reduction(+:loss, ds)")
     for (fl_idx c = 0; c < C; c++) {
         T v = mg - zy + z[c];
         int act = (c != y) & !(v <= (T)0);
         T lv = P2 ? v * v : v;
         loss += act ? (double)lv : 0.0;
         /* v NaN: the derivatives are NaN too */
-        if (G) { T gc = act ? (v != v ? v : kk * (P2 ? (T)2 * v : (T)1)) : (T)0; g[c] = gc; gs += (double)gc; }
-        if (H) { T hc = (act && P2) ? (v != v ? v : (T)2 * kk) : (T)0; h[c] = hc; gs += (double)hc; }
+        if (G) {
+            T dv = act ? (v != v ? v : (P2 ? (T)2 * v : (T)1)) : (T)0;
+            g[c] = kk * dv;
+            ds += (double)dv;
+        }
+        if (H) {
+            T dv = (act && P2) ? (v != v ? v : (T)2) : (T)0;
+            h[c] = kk * dv;
+            ds += (double)dv;
+        }
     }
-    if (G) g[y] = (T)-gs;
-    if (H) h[y] = (T)gs;
+    if (G) g[y] = (T)(-(double)kk * ds);
+    if (H) h[y] = (T)((double)kk * ds);
     return loss;
 }
 
