@@ -1,0 +1,39 @@
+"""Shared pytest configuration.
+
+Hypothesis profiles (used by tests/test_fuzz.py; they apply to every
+hypothesis test of the suite):
+
+* ``ci`` -- the default: deterministic (derandomized, no example database),
+  no deadline, a bounded number of examples per test so the fuzz module runs
+  in about a minute on CI's two cores, and no shrinking (a failure is
+  reported as found, with the call and a reproducer in its notes, instead of
+  spending minutes minimizing it).
+* ``long`` -- ``pytest tests/test_fuzz.py --hypothesis-profile=long``:
+  random, 7000 examples per test (>= 10^5 over the 16 losses), shrinks a
+  failure to a minimal example and prints its reproduction blob.
+* ``dev`` -- a quick random run while editing (no shrinking).
+"""
+from hypothesis import HealthCheck, Phase, settings
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
+            HealthCheck.filter_too_much]
+
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True,
+                          database=None, print_blob=True, suppress_health_check=_SLOW_OK,
+                          phases=[Phase.explicit, Phase.generate])
+settings.register_profile("long", max_examples=7000, deadline=None, derandomize=False,
+                          database=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.register_profile("dev", max_examples=300, deadline=None, print_blob=True,
+                          database=None, suppress_health_check=_SLOW_OK,
+                          phases=[Phase.explicit, Phase.generate])
+
+
+def pytest_configure(config):
+    # "ci" unless --hypothesis-profile chose another one (hypothesis' plugin
+    # loads that one itself)
+    try:
+        chosen = config.getoption("hypothesis_profile")
+    except ValueError:
+        chosen = None
+    if chosen is None:
+        settings.load_profile("ci")
