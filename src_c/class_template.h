@@ -748,12 +748,14 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
     (void)nt;
     const int timed = adaptive && nt > 1;
     double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
+    fl_idx master_chunks = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
         const int tid = FL_TID();
         double busy = 0.0;
+        fl_idx mine = 0;
         T *zb = bufs ? bufs + (fl_idx)tid * bsz : NULL;
         T *tb = zb ? zb + C : NULL, *gb = zb ? zb + 2 * C : NULL;
 #ifdef _OPENMP
@@ -763,11 +765,11 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
             double s0 = timed && tid == 0 ? fl_now() : 0.0;
             fl_idx i0 = c * per, i1 = i0 + per < nsamp ? i0 + per : nsamp;
             part[c] = SFX(cls_range)(kernel, &x, i0, i1, zb, tb, gb);
-            if (timed && tid == 0) busy += fl_now() - s0;
+            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
         }
-        if (tid == 0) master_busy = busy;
+        if (tid == 0) { master_busy = busy; master_chunks = mine; }
     }
-    if (timed) fl_guard_report(fl_now() - t0, master_busy);
+    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < nchunks);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
     if (part != stack_part) free(part);

@@ -230,12 +230,14 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
     }
     const int timed = adaptive && nt > 1;
     double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
+    fl_idx master_chunks = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
         const int tid = FL_TID();
         double busy = 0.0;
+        fl_idx mine = 0;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1) nowait
 #endif
@@ -243,11 +245,11 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
             double s0 = timed && tid == 0 ? fl_now() : 0.0;
             fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n;
             part[c] = SFX(ew_range)(fn, mode, &prm, a, s, e);
-            if (timed && tid == 0) busy += fl_now() - s0;
+            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
         }
-        if (tid == 0) master_busy = busy;
+        if (tid == 0) { master_busy = busy; master_chunks = mine; }
     }
-    if (timed) fl_guard_report(fl_now() - t0, master_busy);
+    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < nchunks);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
     if (part != stack_part) free(part);

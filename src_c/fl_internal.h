@@ -42,14 +42,14 @@
 /* Contention guard (SPEC: on a shared machine a call with the default
  * thread count must not be many times slower than one thread).  When a
  * parallel region's calling thread spent much longer waiting for the team
- * than working -- a worker was descheduled by another process while it held
- * a chunk -- calls with the default thread count run on one thread for the
+ * than working although the team took chunks -- a worker was descheduled by
+ * another process while it held a chunk -- calls with the default thread count run on one thread for the
  * next FL_SOLO_SECONDS, then try the team again.  Results do not change:
  * chunking and summation order do not depend on the thread count. */
 #define FL_SOLO_SECONDS 0.25
 double fl_now(void);
 int fl_guard_solo(void);
-void fl_guard_report(double total, double master_busy);
+void fl_guard_report(double total, double master_busy, int team_worked);
 
 /* Drivers receive nthreads > 0 for an explicit request (n_threads=, the
  * num_threads context, set_num_threads) and -n for the default n threads,

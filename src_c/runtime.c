@@ -47,10 +47,13 @@ int fl_guard_solo(void)
     return until != 0 && (long long)(fl_now() * 1e9) < until;
 }
 
-void fl_guard_report(double total, double master_busy)
+void fl_guard_report(double total, double master_busy, int team_worked)
 {
+    /* A worker that took no chunk only delays the end of the region by its
+     * wake-up (slow on some virtual machines); that is no reason to give up
+     * the team, which pays off once the worker is awake. */
     double wait = total - master_busy;
-    if (wait > 0.5 * master_busy + 50e-6) {
+    if (team_worked && wait > 0.5 * master_busy + 50e-6) {
         long long until = (long long)((fl_now() + FL_SOLO_SECONDS) * 1e9);
         __atomic_store_n(&fl_solo_until_ns, until, __ATOMIC_RELAXED);
     }
