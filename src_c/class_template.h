@@ -423,42 +423,43 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
 #undef CE_COLS_A
     }
     /* the transcendental per-sample terms, vectorized across samples */
-    double logS[CE_CB], l1p[CE_CB], py[CE_CB], zyv[CE_CB], Md[CE_CB];
+    double py[CE_CB], zyv[CE_CB], Md[CE_CB], cwyv[CE_CB];
+    double lossv[CE_CB];
+    T sv[CE_CB];
+    /* gathers and per-sample choices (sample weight 0 for ignored samples) */
     for (fl_idx j = 0; j < J; j++) {
         Md[j] = (double)m[j];
-        zyv[j] = yj[j] >= 0 ? (double)z[yj[j] * ldz + j] : Md[j];
+        fl_idx y = yj[j];
+        zyv[j] = y >= 0 ? (double)z[y * ldz + j] : Md[j];
+        cwyv[j] = y >= 0 ? (cw ? (double)cw[y] : 1.0) : 0.0;
+        sv[j] = ign[j] ? (T)0 : (sw ? sw[j] : (T)1);
         if (m[j] == -(T)INFINITY) S[j] = Sx[j] = NAN;   /* all -inf: NaN */
     }
-    _Pragma("omp simd")
-    for (fl_idx j = 0; j < J; j++) {
-        logS[j] = fl_log(S[j]);
-        l1p[j] = fl_log1p(Sx[j]);
-        py[j] = fl_exp(zyv[j] == Md[j] ? 0.0 : zyv[j] - Md[j]) / S[j];
-    }
+    /* everything per sample, vectorized across samples */
+    const double omE = (double)onem_e, dscale = (double)scale;
     double acc = 0.0;
+    _Pragma("omp simd reduction(+:acc)")
     for (fl_idx j = 0; j < J; j++) {
-        T s = sw ? sw[j] : (T)1;
-        if (ign[j]) {
-            kAj[j] = kj[j] = fj[j] = sm1f[j] = (T)0;
-            if (val) val[j] = (T)0;
-            continue;
-        }
-        fl_idx y = yj[j];
-        double cwy = y >= 0 ? (cw ? (double)cw[y] : 1.0) : 0.0;
-        double loss = Q[j] + (R[j] == 0 ? 0.0 : R[j] * logS[j]);
-        if (y >= 0)   /* lse - z_y; log1p form when y is the maximum */
-            loss += (double)onem_e * cwy * (zyv[j] == Md[j] ? l1p[j]
-                                                             : (Md[j] - zyv[j]) + logS[j]);
-        loss = s == 0 ? 0.0 : (double)s * loss;
-        if (val) val[j] = (T)loss;
+        double lS = fl_log(S[j]);
+        py[j] = fl_exp(zyv[j] == Md[j] ? 0.0 : zyv[j] - Md[j]) / S[j];
+        int lab = yj[j] >= 0;
+        double loss = Q[j] + (R[j] == 0 ? 0.0 : R[j] * lS);
+        /* lse - z_y; log1p form when y is the maximum */
+        double main = zyv[j] == Md[j] ? fl_log1p(Sx[j]) : (Md[j] - zyv[j]) + lS;
+        loss += lab ? omE * cwyv[j] * main : 0.0;
+        double sj = (double)sv[j];
+        loss = sj == 0 ? 0.0 : sj * loss;
+        lossv[j] = loss;
         acc += loss;
-        double k = (double)s * (double)scale;
-        double A = R[j] + (y >= 0 ? (double)onem_e * cwy : 0.0);
+        double k = sj * dscale;
+        double A = R[j] + (lab ? omE * cwyv[j] : 0.0);
         fj[j] = (T)(1.0 / S[j]);
-        if (hess) sm1f[j] = (T)((Sn[j] + (cnt[j] - 1.0)) / S[j]);   /* (S - 1) / S */
+        sm1f[j] = (T)((Sn[j] + (cnt[j] - 1.0)) / S[j]);   /* (S - 1) / S, Hessians */
         kAj[j] = (T)(k * A);
         kj[j] = (T)k;
     }
+    if (val)
+        for (fl_idx j = 0; j < J; j++) val[j] = (T)lossv[j];
     if (!d) return acc;
     for (fl_idx c = 0; c < C; c++) {
         T *FL_RESTRICT dc = d + c * ldd;
