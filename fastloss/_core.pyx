@@ -133,11 +133,12 @@ def simd_level():
 
 
 cdef inline int _thread_arg(int requested) noexcept:
-    """What the C drivers take: an explicit count as is; the default (no
-    n_threads=) as minus the resolved count, which the drivers' contention
-    guard may lower while another process keeps the CPUs busy."""
+    """What the C drivers take: an explicit count as is (1 in a forked
+    child); the default (no n_threads=) as minus the resolved count, which
+    the drivers' contention guard may lower while another process keeps the
+    CPUs busy."""
     if requested > 0:
-        return requested
+        return fl_resolve_threads(requested)
     return -fl_resolve_threads(0)
 
 

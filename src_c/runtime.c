@@ -1,7 +1,18 @@
 /* Thread settings, build configuration and the bandwidth probe. */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "fl_internal.h"
+
+/* After fork() the child has only the forking thread: GNU libgomp's pool of
+ * worker threads does not exist there, and a parallel region can hang.  A
+ * forked child therefore runs every fastloss call on its calling thread. */
+static volatile int fl_forked = 0;
+static void fl_atfork_child(void) { fl_forked = 1; }
+__attribute__((constructor)) static void fl_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, fl_atfork_child);
+}
 
 /* Process-wide setting (set_num_threads); 0 = not set. */
 static int fl_global_threads = 0;
@@ -15,6 +26,7 @@ int fl_get_thread_override(void) { return fl_thread_override; }
 
 int fl_resolve_threads(int requested)
 {
+    if (fl_forked) return 1;
     if (requested > 0) return requested;
     if (fl_thread_override > 0) return fl_thread_override;
     int g = fl_get_global_threads();
