@@ -1569,3 +1569,16 @@ def test_found_zero_weight_sample_with_nan(name, z, kw):
         got, want = _both(name, "value", np.array(z), y, sample_weight=np.array([0.0, 1.0]),
                           reduction=reduction, **kw)
         assert _same(got, want), f"{reduction}: got {got}, expected {want}"
+
+
+def test_found_sigmoid_focal_float32_huge_gamma():
+    """gamma = 1e300 is valid (>= 0, finite); rounded to float32 it is inf,
+    and the float32 kernel then returns NaN where the loss is +inf (the
+    float64 kernel: +inf, as the reference)."""
+    x = np.array([-np.inf, np.inf], np.float32)
+    t = np.array([1.0, 0.0], np.float32)
+    want = fl.sigmoid_focal.reference(x.astype(np.float64), t.astype(np.float64), gamma=1e300,
+                                      reduction="none")
+    assert np.all(want == np.inf)
+    got = fl.sigmoid_focal(x, t, gamma=1e300, reduction="none")
+    assert np.all(got == np.inf), f"got {got}, expected [inf inf]"
