@@ -196,6 +196,25 @@ def _empty_mean_warning(where):
     warnings.warn(f"{where}: mean over zero total weight", RuntimeWarning, stacklevel=4)
 
 
+def mean_scale(reduction, wsum):
+    """What multiplies the derivatives of a full reduction."""
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / wsum if wsum != 0 else 0.0
+
+
+def finish_full(where, reduction, s, wsum, want_val, odt):
+    """The value of a full reduction from the kernel's weighted sum s (shared
+    by every family); warns for a mean over zero weight, derivatives too."""
+    if reduction == "mean" and wsum == 0:
+        _empty_mean_warning(where)
+    if not want_val:
+        return None
+    if reduction == "mean":
+        s = np.nan if wsum == 0 else s / wsum
+    return odt.type(s)
+
+
 # ------------------------------------------------------------ elementwise
 
 def run(loss, method, y_pred, y_true, kwargs):
@@ -276,20 +295,12 @@ def _elementwise_compute(where, method, reduction, axis, kid, params,
             else:
                 wsum = float(np.sum(w0, dtype=np.float64)) * (n // max(w0.size, 1)) \
                     if w0.size else 0.0
-            scale = 1.0 / wsum if wsum != 0 else 0.0
+            scale = mean_scale(reduction, wsum)
         else:
             wsum, scale = None, 1.0
         mode = (_core.MODE_SUM if want_val else 0) | deriv_mode
         s = _core.ew_call(kid, mode, params, p, t, w, x, None, g, h, scale, nthreads)
-        if reduction == "mean" and wsum == 0:
-            _empty_mean_warning(where)      # for the derivatives too, as the reference
-        if want_val:
-            if reduction == "mean":
-                if wsum == 0:
-                    s = np.nan
-                else:
-                    s = s / wsum
-            value = odt.type(s)
+        value = finish_full(where, reduction, s, wsum, want_val, odt)
     elif reduction == "none":
         v = np.empty(shape, dtype=cdt) if want_val else None
         mode = (_core.MODE_VAL if want_val else 0) | deriv_mode

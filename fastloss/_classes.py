@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _core
 from ._api import (GRAD, HESSIAN, VALUE, VALUE_AND_GRAD, _empty_mean_warning, as_array,
+                   finish_full, mean_scale,
                    _check_kind, _deriv_buffer, _finish_deriv, check_out, check_threads,
                    normalize_axis, resolve_pred)
 
@@ -144,17 +145,8 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
 
     value = None
     if reduction != "none" and axis is None:
-        scale = (1.0 / wsum if wsum != 0 else 0.0) if reduction == "mean" else 1.0
-        s = call(sw, None, scale)
-        if reduction == "mean" and wsum == 0:
-            _empty_mean_warning(where)      # for the derivatives too, as the reference
-        if want_val:
-            if reduction == "mean":
-                if wsum == 0:
-                    s = np.nan
-                else:
-                    s = s / wsum
-            value = odt.type(s)
+        s = call(sw, None, mean_scale(reduction, wsum))
+        value = finish_full(where, reduction, s, wsum, want_val, odt)
     elif reduction == "none":
         v = np.empty(sample_shape, dtype=cdt)
         call(sw, v, 1.0)
