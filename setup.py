@@ -26,6 +26,7 @@ from setuptools.command.build_ext import build_ext
 C_SOURCES = [
     "src_c/elementwise.c",
     "src_c/classwise.c",
+    "src_c/ce_simd.c",
     "src_c/runtime.c",
 ]
 

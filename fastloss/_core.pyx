@@ -86,6 +86,8 @@ cdef extern from "fastloss.h" nogil:
     int fl_have_openmp()
     int fl_openmp_version()
     const char *fl_simd_level()
+    void fl_ce_simd_set(int on)
+    int fl_ce_simd_get()
     int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     void fl_probe_f32(const float *a, const float *b, float *o, fl_idx n, int nthreads)
@@ -130,6 +132,17 @@ def openmp_version():
 
 def simd_level():
     return fl_simd_level().decode()
+
+def ce_simd(on=None):
+    """Whether cross_entropy's float32 row path uses its AVX-512 loops
+    (True where the CPU has them); ``ce_simd(False)`` switches to the
+    portable loops (tests compare both).  Returns the previous setting."""
+    prev = bool(fl_ce_simd_get())
+    if on is not None:
+        fl_ce_simd_set(1 if on else 0)
+    return prev
+
+fl_ce_simd_set(1)
 
 
 cdef inline int _thread_arg(int requested) noexcept:

@@ -132,6 +132,10 @@ static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_i
 #define CE_A2(K, W, CWF, ST) case 2 * (K): CE_A(W, CWF, ST, 0); break; \
                              case 2 * (K) + 1: CE_A(W, CWF, ST, 1); break;
     int store = g != NULL;
+    if (x->wmode == 0 && !x->hess && CE_FAST_A(z, n, y, g, &st->S, &st->Sx, &st->m)) {
+        st->Q = st->R = st->Sn = st->cnt = 0.0;
+        return;
+    }
     switch ((x->wmode * 4 + x->cw * 2 + store) * 2 + (x->hess ? 1 : 0)) {
         CE_A2(0, 0, 0, 0) CE_A2(1, 0, 0, 1) CE_A2(2, 0, 1, 0) CE_A2(3, 0, 1, 1)
         CE_A2(4, 1, 0, 0) CE_A2(5, 1, 0, 1) CE_A2(6, 1, 1, 0) CE_A2(7, 1, 1, 1)
@@ -145,6 +149,8 @@ static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_i
 static FL_CLONES void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T *cw,
                       const T *tp, T f, T kA, T k, T top, T sm1f)
 {
+    if (x->wmode == 0 && !x->hess && CE_FAST_SCALE(buf, n, (T)((double)f * (double)kA)))
+        return;
 #define CE_C(W, CWF, H) SFX(ce_phase_c)(buf, n, cw, tp, x->eC, x->onem_e, f, kA, k, top, sm1f, W, CWF, H)
     switch (x->wmode * 4 + x->cw * 2 + x->hess) {
         case 0: CE_C(0, 0, 0); break;  case 1: CE_C(0, 0, 1); break;

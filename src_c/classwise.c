@@ -6,6 +6,30 @@
 
 #include "fl_internal.h"
 #include "vmath.h"
+#include "ce_simd.h"
+
+/* The AVX-512 loops of the float row path (ce_simd.c), used when the CPU
+ * has them and they are switched on (the default; tests switch them off to
+ * check the portable loops on the same machine). */
+static int fl_ce_simd = 0;
+
+void fl_ce_simd_set(int on)
+{
+    __atomic_store_n(&fl_ce_simd, on && fl_cpu_avx512() ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int fl_ce_simd_get(void) { return __atomic_load_n(&fl_ce_simd, __ATOMIC_RELAXED); }
+
+static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
+
+#if FL_HAVE_CE_AVX512
+#define CE_FAST_A(z, n, y, g, S, Sx, m) \
+    (ce_simd_on() && fl_ce_seg_a_f32_avx512(z, n, y, g, S, Sx, m))
+#define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f32_avx512(g, n, f), 1) : 0)
+#else
+#define CE_FAST_A(z, n, y, g, S, Sx, m) 0
+#define CE_FAST_SCALE(g, n, f) 0
+#endif
 
 #define T float
 #define SFX(n) n##_f32
@@ -14,6 +38,10 @@
 #undef T
 #undef SFX
 #undef VM
+#undef CE_FAST_A
+#undef CE_FAST_SCALE
+#define CE_FAST_A(z, n, y, g, S, Sx, m) 0
+#define CE_FAST_SCALE(g, n, f) 0
 
 #define T double
 #define SFX(n) n##_f64

@@ -124,6 +124,10 @@ int  fl_resolve_threads(int requested);  /* requested <= 0: default */
 int  fl_have_openmp(void);
 int  fl_openmp_version(void);
 const char *fl_simd_level(void);         /* the ISA the kernels dispatch to */
+/* cross_entropy's hand-vectorized AVX-512 row loops (float32): on by default
+ * where the CPU has AVX-512; off -> the portable loops (for tests). */
+void fl_ce_simd_set(int on);
+int  fl_ce_simd_get(void);
 
 /* 1 if any of n contiguous values lies outside [lo, hi] (NaN passes). */
 int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);

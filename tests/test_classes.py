@@ -1731,3 +1731,87 @@ def test_partial_axis_reductions(spec, part):
         assert np.all(g[1] == 0), g[1]
         compare(fails, case, "mean", part, axis=(1, 2))
     fails.done()
+
+
+# ============================ 7. the AVX-512 row loops against the portable ones
+
+@contextlib.contextmanager
+def ce_simd(on):
+    prev = _core.ce_simd(on)
+    try:
+        yield
+    finally:
+        _core.ce_simd(prev)
+
+
+def _ce_rows_f64(z, y):
+    """Exact-input float64 oracle of cross_entropy per row: the float32
+    logits are exact in float64, so this is the true value to ~1e-16."""
+    z = z.astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    S = e.sum(axis=1, keepdims=True)
+    p = e / S
+    g = p.copy()
+    rows = np.arange(len(y))
+    ex = e.copy()
+    ex[rows, y] = 0
+    Sx = ex.sum(axis=1)
+    zy = z[rows, y]
+    top = zy == m[:, 0]
+    loss = np.where(top, np.log1p(Sx), (m[:, 0] - zy) + np.log(S[:, 0]))
+    g[rows, y] = -Sx / S[:, 0]
+    return loss, g, np.abs(z - m)
+
+
+@pytest.mark.skipif(not _core.ce_simd(), reason="CPU without AVX-512: no hand-vectorized loops")
+@pytest.mark.parametrize("C", [161, 1000, 1023, 8192, 8193, 20000])
+def test_ce_simd_rows_accuracy(C):
+    """cross_entropy's AVX-512 row loops (float32, labels, no smoothing) and
+    the portable loops, each against an exact-input float64 oracle, element
+    by element.  Bound for a gradient entry p_c = exp(z_c - m) / S:
+    (8 + |z_c - m|) ulp relative -- exp within 1.4 ulp, the float32
+    difference z_c - m rounded (relative error |z_c - m| ulp in the result),
+    the scale and the product a few more -- plus 2 float32 subnormal ulps;
+    the target entry and the loss (log1p(Sx) when the target is the maximum,
+    huge margins included) are sums over the row: (8 + the row's largest
+    |z_c - m|) ulp, the loss plus 1e-7 of the largest loss."""
+    rng = np.random.default_rng(C)
+    N = 6 if C > 8192 else 40
+    z = (rng.standard_normal((N, C)) * 6).astype(np.float32)
+    y = rng.integers(0, C, N)
+    z[0, y[0]] = 60.0                                  # target max, loss ~ e^-40
+    z[1, :] = rng.uniform(-200, 0, C).astype(np.float32)
+    z[1, y[1]] = 1.0                                   # subnormal probabilities
+    z[2, 5] = -np.inf                                  # -inf entry, finite max
+    z[3, :] = 0.5                                      # all ties
+    z[4, y[4]] = z[4].max()                            # target ties the max
+    z[5, (y[5] + 1) % C] = z[5].max() + 1e-3           # max barely above target
+    loss64, g64, dist = _ce_rows_f64(z, y)
+    # the target entry and the loss are sums over the row: the largest
+    # finite distance to the maximum among the terms that matter bounds them
+    dist[~np.isfinite(dist)] = 0
+    rows = np.arange(N)
+    dmax = np.where(g64 != 0, dist, 0).max(axis=1)
+    dist[rows, y] = dmax
+    eps = float(np.finfo(np.float32).eps)
+    tiny = float(np.finfo(np.float32).smallest_subnormal)
+    out = {}
+    for on in (True, False):
+        with ce_simd(on):
+            for nt in (1, 2):
+                v, g = fl.cross_entropy.value_and_grad(z, y, reduction="none", n_threads=nt)
+                v2 = fl.cross_entropy(z, y, reduction="none", n_threads=nt)
+                assert np.array_equal(v, v2), "value vs value_and_grad"
+                out[on, nt] = (v, g)
+                what = f"C={C} simd={on} threads={nt}"
+                bound = (8 + dist) * eps * np.abs(g64) + 2 * tiny
+                bad = np.abs(g.astype(np.float64) - g64) > bound
+                assert not bad.any(), (what, np.argwhere(bad)[:5], g[bad][:5], g64[bad][:5])
+                lb = (8 + dmax) * eps * np.abs(loss64) + 1e-7 * np.abs(loss64).max()
+                bad = np.abs(v.astype(np.float64) - loss64) > lb
+                assert not bad.any(), (what, np.argwhere(bad), v[bad], loss64[bad])
+    # a row is summed by one thread whatever the thread count
+    for on in (True, False):
+        for a, b in zip(out[on, 1], out[on, 2]):
+            assert np.array_equal(a, b)

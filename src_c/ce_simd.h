@@ -1,0 +1,28 @@
+/* Hand-vectorized AVX-512 loops of cross_entropy's row path (ce_simd.c). */
+#ifndef FL_CE_SIMD_H
+#define FL_CE_SIMD_H
+
+#include "fastloss.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FL_NO_CE_SIMD)
+#define FL_HAVE_CE_AVX512 1
+#else
+#define FL_HAVE_CE_AVX512 0
+#endif
+
+/* 1 when the CPU runs AVX-512F/DQ (cached; 0 on other builds). */
+int fl_cpu_avx512(void);
+
+#if FL_HAVE_CE_AVX512
+/* Phase A of one segment z[0..n), labels without smoothing: the segment
+ * maximum *m, S = sum exp(z - m) and Sx, the same without class y (y outside
+ * [0, n): Sx = S); stores exp(z - m) in g unless g is NULL.  Returns 0, with
+ * nothing written, when the maximum is not finite (the caller's portable
+ * path handles the infinite limits and all-NaN rows). */
+int fl_ce_seg_a_f32_avx512(const float *z, fl_idx n, fl_idx y, float *g,
+                           double *S, double *Sx, float *m);
+/* g[0..n) *= f */
+void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f);
+#endif
+
+#endif
