@@ -25,6 +25,8 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "vmath.h"
+
 int fl_cpu_avx512(void)
 {
     static int have = -1;
@@ -161,6 +163,131 @@ AVX512 void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f)
         __mmask16 k = (__mmask16)((1u << (n - c)) - 1u);
         _mm512_mask_storeu_ps(g + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + c), fv));
     }
+}
+
+/* ------------------------------------------------------------------
+ * Few classes (C <= CE_COLS_MAXC): 16 samples per vector.  A block of J <= 64
+ * rows is gathered class by class into buf (class c of sample j at
+ * buf[c * 64 + j]), the maximum, exponentials and sums run across samples,
+ * the per-sample logs in float64 (vmath, vectorized), and the gradient is
+ * scattered back into the rows.  Infinite maxima take the same limits as the
+ * portable loops (a sample's result never depends on its neighbours). */
+#define CB 64
+
+AVX512 int fl_ce_cols_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf,
+                                 double *acc_out)
+{
+    const fl_idx C = a->C;
+    const float *z = (const float *)a->z + i0 * C;
+    const int64_t *yv = a->y + i0;
+    const float *cw = (const float *)a->cw;
+    const float *sw = a->sw ? (const float *)a->sw + i0 : NULL;
+    float *g = a->grad ? (float *)a->grad + i0 * C : NULL;
+    float *val = a->val ? (float *)a->val + i0 : NULL;
+    const double scale = (double)(float)a->scale;
+    float mA[CB], SA[CB], SxA[CB], zyA[CB], fA[CB], gyA[CB];
+    double cwA[CB], sjA[CB], lossA[CB];
+    int32_t yA[CB];
+    unsigned char ign[CB];
+    __mmask16 infm[CB / 16];
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+
+    for (fl_idx j = 0; j < J; j++) {
+        int64_t y = yv[j];
+        ign[j] = a->has_ignore && y == a->ignore_index;
+        yA[j] = ign[j] ? 0 : (int32_t)y;      /* checked in [0, C) by the prepass */
+        cwA[j] = cw ? (double)cw[yA[j]] : 1.0;
+        sjA[j] = ign[j] ? 0.0 : (sw ? (double)sw[j] : 1.0);
+    }
+    /* pass 1: gather the classes into buf and take the maximum */
+    for (fl_idx jb = 0; jb < J; jb += 16) {
+        const fl_idx nb = J - jb < 16 ? J - jb : 16;
+        const __mmask16 km = (__mmask16)((1u << nb) - 1u);
+        const __m512i base = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32((int)jb)),
+                                                _mm512_set1_epi32((int)C));
+        __m512 m = ninf;
+        for (fl_idx c = 0; c < C; c++) {
+            __m512 v = _mm512_mask_i32gather_ps(ninf, km, _mm512_add_epi32(base, _mm512_set1_epi32((int)c)),
+                                                z, 4);
+            _mm512_storeu_ps(buf + c * CB + jb, v);
+            m = _mm512_max_ps(v, m);
+        }
+        /* a sample with an infinite maximum, or all -inf / NaN (m = -inf) */
+        infm[jb / 16] = (__mmask16)(km & ~_mm512_mask_cmp_ps_mask(km, _mm512_abs_ps(m),
+                                                                  _mm512_set1_ps(INFINITY),
+                                                                  _CMP_LT_OQ));
+        _mm512_storeu_ps(mA + jb, m);
+    }
+    /* pass 2: exponentials (kept in buf) and the sums with / without y */
+    for (fl_idx jb = 0; jb < J; jb += 16) {
+        const fl_idx nb = J - jb < 16 ? J - jb : 16;
+        const __mmask16 km = (__mmask16)((1u << nb) - 1u);
+        const __m512 m = _mm512_loadu_ps(mA + jb);
+        const __m512i y = _mm512_maskz_loadu_epi32(km, yA + jb);
+        __m512 S = _mm512_setzero_ps(), Sx = _mm512_setzero_ps();
+        const __mmask16 inf = infm[jb / 16];
+        for (fl_idx c = 0; c < C; c++) {
+            __m512 zc = _mm512_loadu_ps(buf + c * CB + jb);
+            __m512 d = _mm512_sub_ps(zc, m);
+            /* the limits, as the portable loops: a class at an infinite
+             * maximum counts exp(0) = 1, the others exp(-inf) = 0 */
+            if (inf) d = _mm512_mask_mov_ps(d, _mm512_cmpeq_ps_mask(zc, m), _mm512_setzero_ps());
+            __m512 e = exp_le0_ps(d);
+            _mm512_storeu_ps(buf + c * CB + jb, e);
+            S = _mm512_add_ps(S, e);
+            __mmask16 ne = _mm512_cmpneq_epi32_mask(y, _mm512_set1_epi32((int)c));
+            Sx = _mm512_mask_add_ps(Sx, ne, Sx, e);
+        }
+        if (inf) {              /* every logit -inf (or NaN): no limit, NaN */
+            __mmask16 none = _mm512_mask_cmp_ps_mask(inf, m, ninf, _CMP_EQ_OQ);
+            S = _mm512_mask_mov_ps(S, none, _mm512_set1_ps(NAN));
+            Sx = _mm512_mask_mov_ps(Sx, none, _mm512_set1_ps(NAN));
+        }
+        _mm512_storeu_ps(SA + jb, S);
+        _mm512_storeu_ps(SxA + jb, Sx);
+        const __m512i base = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32((int)jb)),
+                                                _mm512_set1_epi32((int)C));
+        _mm512_storeu_ps(zyA + jb, _mm512_mask_i32gather_ps(m, km, _mm512_add_epi32(base, y), z, 4));
+    }
+    /* per sample, in float64: loss, 1/S, the target entry */
+    double acc = 0.0;
+    #pragma omp simd reduction(+:acc)
+    for (fl_idx j = 0; j < J; j++) {
+        double S = (double)SA[j], Sx = (double)SxA[j], M = (double)mA[j], zy = (double)zyA[j];
+        double cwy = cwA[j], sj = sjA[j];
+        /* lse - z_y; log1p(Sx) when y is the maximum (tiny losses exact) */
+        double main = zy == M ? fl_log1p(Sx) : (M - zy) + fl_log(S);
+        double loss = sj == 0 ? 0.0 : sj * (cwy * main);
+        lossA[j] = loss;
+        acc += loss;
+        double k = sj * scale * cwy, f = 1.0 / S;
+        fA[j] = (float)(k * f);
+        gyA[j] = (float)(k * (-Sx * f));
+    }
+    if (val)
+        for (fl_idx j = 0; j < J; j++) val[j] = (float)lossA[j];
+    *acc_out = acc;
+    if (!g) return 1;
+    /* pass 3: the gradient, scattered into the rows */
+    for (fl_idx jb = 0; jb < J; jb += 16) {
+        const fl_idx nb = J - jb < 16 ? J - jb : 16;
+        const __mmask16 km = (__mmask16)((1u << nb) - 1u);
+        const __m512i base = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32((int)jb)),
+                                                _mm512_set1_epi32((int)C));
+        const __m512 f = _mm512_loadu_ps(fA + jb), gy = _mm512_loadu_ps(gyA + jb);
+        const __m512i y = _mm512_maskz_loadu_epi32(km, yA + jb);
+        __mmask16 live = km;
+        for (fl_idx j = 0; j < nb; j++)
+            if (ign[jb + j]) live &= (__mmask16)~(1u << j);
+        for (fl_idx c = 0; c < C; c++) {
+            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(buf + c * CB + jb), f);
+            v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(y, _mm512_set1_epi32((int)c)), gy);
+            v = _mm512_maskz_mov_ps(live, v);       /* ignored samples: exact zeros */
+            _mm512_mask_i32scatter_ps(g, km, _mm512_add_epi32(base, _mm512_set1_epi32((int)c)), v, 4);
+        }
+    }
+    return 1;
 }
 
 #else

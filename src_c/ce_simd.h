@@ -21,6 +21,12 @@ int fl_cpu_avx512(void);
  * path handles the infinite limits and all-NaN rows). */
 int fl_ce_seg_a_f32_avx512(const float *z, fl_idx n, fl_idx y, float *g,
                            double *S, double *Sx, float *m);
+/* cross_entropy of rows [i0, i0 + J) (J <= 64, C <= 160, inner == 1,
+ * float32, labels, no smoothing, gradient or value only): adds the weighted
+ * losses to *acc, writes a->val / a->grad rows.  buf: C * 64 floats.
+ * Returns 1 (0 would leave the block to the portable loops). */
+int fl_ce_cols_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf,
+                          double *acc);
 /* g[0..n) *= f */
 void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f);
 #endif

@@ -545,6 +545,13 @@ static double SFX(ce_cols_range)(const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1, T *
         const int64_t *yv = a->y ? a->y + i : NULL;
         const T *sw = SW ? SW + i : NULL;
         T *val = V ? V + i : NULL;
+        double part;
+        if (inner == 1 && a->y && x->wmode == 0 && !x->hess &&
+            CE_FAST_COLS(a, i, J, buf, &part)) {
+            acc += part;
+            i += J;
+            continue;
+        }
         if (inner != 1) {
             fl_idx base = o * C * inner + j;
             acc += SFX(ce_cols)(x, J, Z + base, inner, TP ? TP + base : NULL, inner,

@@ -26,7 +26,9 @@ static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
 #define CE_FAST_A(z, n, y, g, S, Sx, m) \
     (ce_simd_on() && fl_ce_seg_a_f32_avx512(z, n, y, g, S, Sx, m))
 #define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f32_avx512(g, n, f), 1) : 0)
+#define CE_FAST_COLS(a, i0, J, buf, acc) (ce_simd_on() && fl_ce_cols_f32_avx512(a, i0, J, buf, acc))
 #else
+#define CE_FAST_COLS(a, i0, J, buf, acc) 0
 #define CE_FAST_A(z, n, y, g, S, Sx, m) 0
 #define CE_FAST_SCALE(g, n, f) 0
 #endif
@@ -40,6 +42,8 @@ static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
 #undef VM
 #undef CE_FAST_A
 #undef CE_FAST_SCALE
+#undef CE_FAST_COLS
+#define CE_FAST_COLS(a, i0, J, buf, acc) 0
 #define CE_FAST_A(z, n, y, g, S, Sx, m) 0
 #define CE_FAST_SCALE(g, n, f) 0
 
