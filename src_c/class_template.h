@@ -570,6 +570,34 @@ static double SFX(ce_cols_range)(const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1, T *
     return acc;
 }
 
+/* nll with labels on rows (inner == 1): the derivative rows are zero but
+ * for the target entry, so they are cleared in one sweep and the targets
+ * set; no per-sample call. */
+static FL_CLONES double SFX(nll_rows)(const fl_cls_args *a, fl_idx i0, fl_idx i1)
+{
+    const fl_idx C = a->C;
+    const T *Z = (const T *)a->z, *SW = (const T *)a->sw, *cw = (const T *)a->cw;
+    T *G = (T *)a->grad, *V = (T *)a->val;
+    T *D = G ? G : (T *)a->hess;
+    const T scale = (T)a->scale;
+    if (D) memset(D + i0 * C, 0, sizeof(T) * (size_t)((i1 - i0) * C));
+    double acc = 0.0;
+    for (fl_idx i = i0; i < i1; i++) {
+        int64_t y = a->y[i];
+        double loss = 0.0;
+        if (!(a->has_ignore && y == a->ignore_index)) {
+            T s = SW ? SW[i] : (T)1;
+            double cwy = cw ? (double)cw[y] : 1.0;
+            loss = cwy == 0 ? 0.0 : -cwy * (double)Z[i * C + y];
+            loss = s == 0 ? 0.0 : (double)s * loss;
+            if (G) G[i * C + y] = (T)(-(double)(s * scale) * cwy);
+        }
+        if (V) V[i] = (T)loss;
+        acc += loss;
+    }
+    return acc;
+}
+
 /* Samples [i0, i1): the ordinary path. */
 static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1,
                              T *zb, T *tb, T *gb)
@@ -582,6 +610,8 @@ static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx
     const T scale = (T)a->scale;
     if (kernel == FL_CLS_CE && (inner != 1 || C <= CE_COLS_MAXC))
         return SFX(ce_cols_range)(x, i0, i1, zb);
+    if (kernel == FL_CLS_NLL && a->y && inner == 1)
+        return SFX(nll_rows)(a, i0, i1);
     double acc = 0.0;
     for (fl_idx i = i0; i < i1; i++) {
         fl_idx o = i / inner, j = i - o * inner;
