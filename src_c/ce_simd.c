@@ -258,7 +258,7 @@ AVX512 int fl_ce_cols_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx J, floa
         double cwy = cwA[j], sj = sjA[j];
         /* lse - z_y; log1p(Sx) when y is the maximum (tiny losses exact) */
         double main = zy == M ? fl_log1p(Sx) : (M - zy) + fl_log(S);
-        double loss = sj == 0 ? 0.0 : sj * (cwy * main);
+        double loss = ign[j] ? 0.0 : sj * (cwy * main);
         lossA[j] = loss;
         acc += loss;
         double k = sj * scale * cwy, f = 1.0 / S;

@@ -93,7 +93,8 @@ FL_INLINE void SFX(ce_phase_a)(const T *FL_RESTRICT z, fl_idx n, fl_idx y,
  *   Hessian   buf_c = k A p_c (1 - p_c)
  * 1 - p_c cancels only for a class at the maximum (buf_c == 1 in the top
  * segment, passed as top = 1; other segments pass 2): there it is
- * sm1f = (S - 1) / S, from the sum of the classes below the maximum. */
+ * sm1f = (S - 1) / S, from the sum of the classes below the maximum; the
+ * same keeps A p_c - w_c exact for targets at the maximum. */
 FL_INLINE void SFX(ce_phase_c)(T *FL_RESTRICT buf, fl_idx n,
                                const T *FL_RESTRICT cw, const T *FL_RESTRICT tp,
                                T eC, T onem_e, T f, T kA, T k, T top, T sm1f,
@@ -110,8 +111,12 @@ FL_INLINE void SFX(ce_phase_c)(T *FL_RESTRICT buf, fl_idx n,
             if (WMODE) {
                 T cwc = CW ? cw[c] : (T)1;
                 w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tp[c] + eC);
+                /* at the maximum p = 1 - (S-1)/S: A p - w = (A - w) - A (S-1)/S
+                 * keeps the tail when the target mass is there (A ~ w) */
+                buf[c] = buf[c] == top ? (kA - k * w) - kA * sm1f : kA * p - k * w;
+            } else {
+                buf[c] = kA * p;
             }
-            buf[c] = kA * p - k * w;
         }
     }
 }
@@ -136,7 +141,9 @@ static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_i
         st->Q = st->R = st->Sn = st->cnt = 0.0;
         return;
     }
-    switch ((x->wmode * 4 + x->cw * 2 + store) * 2 + (x->hess ? 1 : 0)) {
+    /* smoothing / probability targets also need S - 1 (the loss is
+     * R log1p(S - 1): the tail of S ~ 1 is kept) */
+    switch ((x->wmode * 4 + x->cw * 2 + store) * 2 + (x->hess || x->wmode ? 1 : 0)) {
         CE_A2(0, 0, 0, 0) CE_A2(1, 0, 0, 1) CE_A2(2, 0, 1, 0) CE_A2(3, 0, 1, 1)
         CE_A2(4, 1, 0, 0) CE_A2(5, 1, 0, 1) CE_A2(6, 1, 1, 0) CE_A2(7, 1, 1, 1)
         CE_A2(8, 2, 0, 0) CE_A2(9, 2, 0, 1) CE_A2(10, 2, 1, 0) CE_A2(11, 2, 1, 1)
@@ -167,7 +174,7 @@ static FL_CLONES void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T 
  * (before the sample weight) and fills what phase C needs. */
 typedef struct { double M, S, Sx, Q, R, logS, Sm1; } SFX(rowsum);
 
-static SFX(rowsum) SFX(ce_merge)(const SFX(seg) *st, fl_idx nseg)
+static SFX(rowsum) SFX(ce_merge)(const SFX(seg) *st, fl_idx nseg, int sn)
 {
     SFX(rowsum) r;
     T M = st[0].m;
@@ -184,17 +191,38 @@ static SFX(rowsum) SFX(ce_merge)(const SFX(seg) *st, fl_idx nseg)
         R += st[s].R;
     }
     /* every logit -inf: no limit exists, the sample is NaN throughout */
-    if (M == -(T)INFINITY) S = Sx = NAN;
-    r.M = (double)M; r.S = S; r.Sx = Sx; r.Q = Q; r.R = R; r.logS = fl_log(S);
-    r.Sm1 = Sn + (cnt - 1.0);           /* S - 1 without cancellation */
+    if (M == -(T)INFINITY) S = Sx = Sn = NAN;
+    r.M = (double)M; r.S = S; r.Sx = Sx; r.Q = Q; r.R = R;
+    r.Sm1 = Sn + (cnt - 1.0);           /* S - 1 without cancellation (sn) */
+    r.logS = sn ? fl_log1p(r.Sm1) : fl_log(S);
     return r;
 }
 
 /* The loss of one sample from its merged sums.  zy: the target logit. */
-static inline double SFX(ce_loss)(const SFX(ce_ctx) *x, const SFX(rowsum) *r,
-                                  int labelled, double zy, double cwy)
+/* sum_c w_c (lse - z_c) class by class (w_c = 0 contributes 0): the soft
+ * part of the loss when the weights are infinite, where Q + R log S would be
+ * inf - inf.  z, tp at strides ldz, ldt. */
+static double SFX(ce_soft_direct)(const SFX(ce_ctx) *x, const T *z, fl_idx ldz,
+                                  const T *tp, fl_idx ldt, double M, double logS)
 {
-    double loss = r->Q + (r->R == 0 ? 0.0 : r->R * r->logS);
+    const T *cw = (const T *)x->a->cw;
+    double loss = 0.0;
+    for (fl_idx c = 0; c < x->C; c++) {
+        double cwc = cw ? (double)cw[c] : 1.0;
+        double w = x->wmode == 1 ? (double)x->eC * cwc
+                                 : cwc * ((double)x->onem_e * (double)tp[c * ldt] + (double)x->eC);
+        double zc = (double)z[c * ldz];
+        loss += w == 0 ? 0.0 : w * ((zc == M ? 0.0 : M - zc) + logS);
+    }
+    return loss;
+}
+
+static inline double SFX(ce_loss)(const SFX(ce_ctx) *x, const SFX(rowsum) *r,
+                                  int labelled, double zy, double cwy, const T *z,
+                                  const T *tp)
+{
+    double loss = isinf(r->R) ? SFX(ce_soft_direct)(x, z, 1, tp, 1, r->M, r->logS)
+                              : r->Q + (r->R == 0 ? 0.0 : r->R * r->logS);
     if (labelled) {
         /* lse - z_y, as log1p(sum_{c!=y} exp(z_c - z_y)) when y is the
          * maximum: full relative accuracy for tiny losses */
@@ -226,11 +254,11 @@ static double SFX(ce_sample)(const SFX(ce_ctx) *x, const T *z, fl_idx y,
         SFX(ce_a)(x, z + c0, n, y >= 0 ? y - c0 : -1, cw ? cw + c0 : NULL,
                   tp ? tp + c0 : NULL, store ? store + c0 : NULL, &st[q]);
     } while (++q < nseg);
-    SFX(rowsum) r = SFX(ce_merge)(st, nseg);
+    SFX(rowsum) r = SFX(ce_merge)(st, nseg, x->hess || x->wmode);
     int labelled = y >= 0;
     double cwy = labelled ? (cw ? (double)cw[y] : 1.0) : 0.0;
     double zy = labelled ? (double)z[y] : 0.0;
-    double loss = SFX(ce_loss)(x, &r, labelled, zy, cwy);
+    double loss = SFX(ce_loss)(x, &r, labelled, zy, cwy, z, tp);
     if (store) {
         double A = r.R + (labelled ? (double)x->onem_e * cwy : 0.0);
         double f = 1.0 / r.S;
@@ -265,7 +293,8 @@ static FL_CLONES double SFX(nll_sample)(const fl_cls_args *a, const T *z, fl_idx
     if (y >= 0) {
         double cwy = cw ? (double)cw[y] : 1.0;
         if (out) {
-            for (fl_idx c = 0; c < C; c++) out[c] = (T)0;
+            const T zero = k - k;          /* k * 0: NaN for a NaN / inf weight */
+            for (fl_idx c = 0; c < C; c++) out[c] = zero;
             if (g) g[y] = (T)(-(double)k * cwy);
         }
         return cwy == 0 ? 0.0 : -cwy * (double)z[y];
@@ -276,7 +305,7 @@ static FL_CLONES double SFX(nll_sample)(const fl_cls_args *a, const T *z, fl_idx
         T w = (cw ? cw[c] : (T)1) * tp[c];
         loss += w == 0 ? 0.0 : -(double)(w * z[c]);
         if (g) g[c] = -k * w;
-        if (h) h[c] = (T)0;
+        if (h) h[c] = k - k;
     }
     return loss;
 }
@@ -423,9 +452,10 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         T *FL_RESTRICT dc = d ? d + c * ldd : scratch;
         const T cwc = cw ? cw[c] : (T)1;
 #define CE_COLS_A(W, SN) SFX(ce_cols_a)(zc, m, dc, S, Sx, Q, R, Sn, cnt, yj, c, J, tc, cwc, eC, onem_e, W, SN)
+        /* smoothing / probability targets: S - 1 too (see ce_a) */
         if (wmode == 0) { if (hess) CE_COLS_A(0, 1); else CE_COLS_A(0, 0); }
-        else if (wmode == 1) { if (hess) CE_COLS_A(1, 1); else CE_COLS_A(1, 0); }
-        else { if (hess) CE_COLS_A(2, 1); else CE_COLS_A(2, 0); }
+        else if (wmode == 1) CE_COLS_A(1, 1);
+        else CE_COLS_A(2, 1);
 #undef CE_COLS_A
     }
     /* the transcendental per-sample terms, vectorized across samples */
@@ -439,14 +469,22 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         zyv[j] = y >= 0 ? (double)z[y * ldz + j] : Md[j];
         cwyv[j] = y >= 0 ? (cw ? (double)cw[y] : 1.0) : 0.0;
         sv[j] = ign[j] ? (T)0 : (sw ? sw[j] : (T)1);
-        if (m[j] == -(T)INFINITY) S[j] = Sx[j] = NAN;   /* all -inf: NaN */
+        if (m[j] == -(T)INFINITY) S[j] = Sx[j] = Sn[j] = NAN;   /* all -inf: NaN */
+    }
+    double lSv[CE_CB];
+    if (hess || wmode) {
+        _Pragma("omp simd")
+        for (fl_idx j = 0; j < J; j++) lSv[j] = fl_log1p(Sn[j] + (cnt[j] - 1.0));
+    } else {
+        _Pragma("omp simd")
+        for (fl_idx j = 0; j < J; j++) lSv[j] = fl_log(S[j]);
     }
     /* everything per sample, vectorized across samples */
     const double omE = (double)onem_e, dscale = (double)scale;
     double acc = 0.0;
     _Pragma("omp simd reduction(+:acc)")
     for (fl_idx j = 0; j < J; j++) {
-        double lS = fl_log(S[j]);
+        double lS = lSv[j];
         py[j] = fl_exp(zyv[j] == Md[j] ? 0.0 : zyv[j] - Md[j]) / S[j];
         int lab = yj[j] >= 0;
         double loss = Q[j] + (R[j] == 0 ? 0.0 : R[j] * lS);
@@ -454,7 +492,8 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         double main = zyv[j] == Md[j] ? fl_log1p(Sx[j]) : (Md[j] - zyv[j]) + lS;
         loss += lab ? omE * cwyv[j] * main : 0.0;
         double sj = (double)sv[j];
-        loss = sj == 0 ? 0.0 : sj * loss;
+        /* weight 0 times a NaN loss is NaN, as everywhere; ignored: 0 */
+        loss = ign[j] ? 0.0 : sj * loss;
         lossv[j] = loss;
         acc += loss;
         double k = sj * dscale;
@@ -463,6 +502,17 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         sm1f[j] = (T)((Sn[j] + (cnt[j] - 1.0)) / S[j]);   /* (S - 1) / S, Hessians */
         kAj[j] = (T)(k * A);
         kj[j] = (T)k;
+    }
+    for (fl_idx j = 0; j < J; j++) {
+        if (ign[j] || !isinf(R[j])) continue;
+        /* infinite target weights: the soft part class by class */
+        double main = zyv[j] == Md[j] ? fl_log1p(Sx[j]) : (Md[j] - zyv[j]) + lSv[j];
+        double loss = SFX(ce_soft_direct)(x, z + j, ldz, tp ? tp + j : NULL, ldt,
+                                              Md[j], lSv[j])
+                      + (yj[j] >= 0 ? omE * cwyv[j] * main : 0.0);
+        loss *= (double)sv[j];
+        acc += loss - lossv[j];
+        lossv[j] = loss;
     }
     if (val)
         for (fl_idx j = 0; j < J; j++) val[j] = (T)lossv[j];
@@ -485,7 +535,9 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
             _Pragma("omp simd")
             for (fl_idx j = 0; j < J; j++) {
                 T w = wmode == 1 ? eC * cwc : cwc * (onem_e * tc[j] + eC);
-                dc[j] = kAj[j] * (dc[j] * fj[j]) - kj[j] * w;
+                /* at the maximum: see ce_phase_c */
+                dc[j] = dc[j] == (T)1 ? (kAj[j] - kj[j] * w) - kAj[j] * sm1f[j]
+                                      : kAj[j] * (dc[j] * fj[j]) - kj[j] * w;
             }
         }
     }
@@ -589,8 +641,11 @@ static FL_CLONES double SFX(nll_rows)(const fl_cls_args *a, fl_idx i0, fl_idx i1
             T s = SW ? SW[i] : (T)1;
             double cwy = cw ? (double)cw[y] : 1.0;
             loss = cwy == 0 ? 0.0 : -cwy * (double)Z[i * C + y];
-            loss = s == 0 ? 0.0 : (double)s * loss;
-            if (G) G[i * C + y] = (T)(-(double)(s * scale) * cwy);
+            loss = (double)s * loss;
+            const T k = s * scale;
+            if (D && k - k != 0)           /* NaN / inf weight: s * 0 is NaN */
+                for (fl_idx c = 0; c < C; c++) D[i * C + c] = k - k;
+            if (G) G[i * C + y] = (T)(-(double)k * cwy);
         }
         if (V) V[i] = (T)loss;
         acc += loss;
@@ -643,7 +698,7 @@ static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx
             else                           loss = SFX(margin_sample)(a, z, y, k, g, h, C);
             if (d && inner != 1)
                 for (fl_idx c = 0; c < C; c++) D[base + c * inner] = gb[c];
-            loss = s == 0 ? 0.0 : (double)s * loss;
+            loss = (double)s * loss;     /* 0 * NaN is NaN, as everywhere */
         }
         if (V) V[i] = (T)loss;
         acc += loss;
@@ -696,11 +751,12 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
         for (fl_idx r = 0; r < rows; r++) {
             int ignored = a->y && a->has_ignore && a->y[r] == a->ignore_index;
             if (ignored) { loss[r] = 0.0; continue; }
-            rs[r] = SFX(ce_merge)(st + r * nps, nps);
+            rs[r] = SFX(ce_merge)(st + r * nps, nps, x->hess || x->wmode);
             fl_idx y = a->y ? (fl_idx)a->y[r] : -1;
             double cwy = y >= 0 ? (CW ? (double)CW[y] : 1.0) : 0.0;
             double zy = y >= 0 ? (double)Z[r * C + y] : 0.0;
-            loss[r] = SFX(ce_loss)(x, &rs[r], y >= 0, zy, cwy);
+            loss[r] = SFX(ce_loss)(x, &rs[r], y >= 0, zy, cwy, Z + r * C,
+                                   TP ? TP + r * C : NULL);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -727,7 +783,7 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
     for (fl_idx r = 0; r < rows; r++) {
         int ignored = a->y && a->has_ignore && a->y[r] == a->ignore_index;
         T s = SW ? SW[r] : (T)1;
-        double l = ignored || s == 0 ? 0.0 : (double)s * loss[r];
+        double l = ignored ? 0.0 : (double)s * loss[r];
         if (a->val) ((T *)a->val)[r] = (T)l;
         acc += l;
         fl_idx y = a->y ? (fl_idx)a->y[r] : -1;
