@@ -15,6 +15,8 @@ fastloss   ``loss.value_and_grad(p, t, out=g, n_threads=k)``, ``g`` a reused
 alloc      the same call without ``out=`` (it pays for a fresh gradient)
 reference  ``loss.reference.value_and_grad(p, t)``: the pure-NumPy reference
 torch      forward + ``torch.autograd.grad``; ``torch.set_num_threads(k)``
+torch-fwd  torch's forward pass alone under ``torch.no_grad()`` (what a
+           fused value + gradient must beat to be "faster than the forward")
 jax        ``jax.jit(jax.value_and_grad(f))`` + ``block_until_ready``
 sklearn    ``sklearn._loss.loss`` ``loss_gradient(..., n_threads=k)`` into
            preallocated buffers
@@ -62,7 +64,7 @@ SIZES = (10**3, 10**5, 10**7)
 CLASS_SHAPES = ((256, 10), (4096, 10), (1024, 1000), (8192, 1000), (64, 32000), (8, 50000))
 METHODS = ("value_and_grad", "grad", "value", "hessian")
 DTYPES = ("float32", "float64")
-PEERS = ("torch", "jax", "sklearn")
+PEERS = ("torch", "torch-fwd", "jax", "sklearn")
 LARGE = 4_000_000        # --quick also runs 2 threads from this many elements on
 
 # Timing plans.  sample_time: target length of one timed batch of calls;
@@ -471,7 +473,7 @@ ADAPTERS = {
 
 
 def has_adapter(peer, loss):
-    return peer in ADAPTERS.get(loss, {})
+    return peer.split("-")[0] in ADAPTERS.get(loss, {})
 
 
 def load_torch():
@@ -524,6 +526,25 @@ def torch_timers(mod, ctx, threads):
                   stateless=True) for n in threads]
 
 
+def torch_fwd_timers(mod, ctx, threads):
+    """PyTorch's forward pass alone (no autograd graph): the lower bound of
+    any torch training step, which fastloss's fused value + gradient is
+    measured against."""
+    torch, F = mod.torch, mod.F
+    f = ADAPTERS[ctx.loss_name]["torch"]
+    k = ctx.params
+    if ctx.case.method == "hessian":
+        return []
+    p, t = torch.from_numpy(ctx.y_pred), torch.from_numpy(ctx.y_true)
+
+    def fn():
+        with torch.no_grad():
+            return f(F, p, t, k)
+    return [Timer("torch-fwd", n, fn, _value_of("value"),
+                  before=lambda n=n: torch.set_num_threads(n), stateless=True)
+            for n in threads]
+
+
 def jax_timers(mod, ctx, threads):
     jax, J = mod.jax, mod.J
     f = ADAPTERS[ctx.loss_name]["jax"]
@@ -567,11 +588,13 @@ def sklearn_timers(mod, ctx, threads):
 
 PEER_SETUP = {
     "torch": (load_torch, torch_timers),
+    "torch-fwd": (load_torch, torch_fwd_timers),
     "jax": (load_jax, jax_timers),
     "sklearn": (load_sklearn, sklearn_timers),
 }
 PEER_NOTES = {
     "torch": "forward + torch.autograd.grad, torch.set_num_threads(thr)",
+    "torch-fwd": "torch's forward pass alone (no_grad), torch.set_num_threads(thr)",
     "jax": "jit(value_and_grad), XLA's own thread pool: one timing shown at every thread count",
     "sklearn": "loss_gradient(n_threads=thr) into preallocated per-element loss and gradient",
 }
