@@ -36,6 +36,8 @@
 double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                  const fl_ew_args *a, int nthreads)
 {
+    /* parameter values with a cheaper exact form */
+    if (kernel == FL_EW_sigmoid_focal && prm->b == 2.0) kernel = FL_EW_sigmoid_focal_g2;
     return dtype == FL_F32 ? ew_run_f32(kernel, mode, prm, a, nthreads)
                            : ew_run_f64(kernel, mode, prm, a, nthreads);
 }

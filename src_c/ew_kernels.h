@@ -168,9 +168,8 @@ KERNEL(bce_logits_pw)
  * ratios dm/m and d2m/m, which stay bounded as m -> 0, so no power of m
  * below 1 is ever formed.  Where m underflows to 0, m^gamma and every
  * derivative term are 0 (their limit) for gamma > 0. */
-KERNEL(sigmoid_focal_core)
+FL_INLINE void SFX(focal_core)(T p, T t, const PRM *prm, T *l, T *g, T *h, const int G2)
 {
-    (void)x;
     T alpha = prm->a, gam = prm->b;
     T ap = p < 0 ? -p : p;
     T e = VM(exp)(-ap), L = VM(log1p)(e), r = C(1) / (C(1) + e);
@@ -186,7 +185,8 @@ KERNEL(sigmoid_focal_core)
      * invariant condition gets the loop unswitched, and GCC then leaves the
      * omp simd loop scalar */
     const T B0 = gam == 0 ? C(1) : C(0);              /* m^gamma at m == 0 */
-    T B = mz ? B0 : VM(exp)(gam * VM(log)(mz ? C(1) : m));
+    /* G2: gamma == 2, m^2 as a product (exact limits, no exp/log) */
+    T B = G2 ? m * m : (mz ? B0 : VM(exp)(gam * VM(log)(mz ? C(1) : m)));
     T q = mz ? C(0) : sp1 / m;             /* s'/m <= 1: no overflow */
     T r1 = q * k, r2 = q * (sc - s) * k;
     T dB = gam * B * r1;
@@ -207,22 +207,29 @@ KERNEL(sigmoid_focal_core)
  * of terms of opposite signs that cancel where it changes sign, and float
  * arithmetic would leave only a few correct digits there.  (The compiler
  * keeps only the half each loop stores.) */
-KERNEL(sigmoid_focal)
-{
-    T hf;
-    SFX(k_sigmoid_focal_core)(p, t, x, prm, l, g, &hf);
-    (void)hf;
-    FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };
-    double l2, g2, h2;
-    FL_EW_WIDER(sigmoid_focal)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2);
-    *h = (T)h2;
-}
+#define FOCAL_KERNEL(name, G2)                                               \
+    KERNEL(name)                                                             \
+    {                                                                        \
+        T hf;                                                                \
+        (void)x;                                                             \
+        SFX(focal_core)(p, t, prm, l, g, &hf, G2);                           \
+        (void)hf;                                                            \
+        FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };              \
+        double l2, g2, h2;                                                   \
+        FL_EW_WIDER(name)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2); \
+        *h = (T)h2;                                                          \
+    }
 #else
-KERNEL(sigmoid_focal)
-{
-    SFX(k_sigmoid_focal_core)(p, t, x, prm, l, g, h);
-}
+#define FOCAL_KERNEL(name, G2)                                               \
+    KERNEL(name)                                                             \
+    {                                                                        \
+        (void)x;                                                             \
+        SFX(focal_core)(p, t, prm, l, g, h, G2);                             \
+    }
 #endif
+FOCAL_KERNEL(sigmoid_focal, 0)
+FOCAL_KERNEL(sigmoid_focal_g2, 1)
+#undef FOCAL_KERNEL
 
 /* hinge: labels s in {-1, +1}; 0 means -1.  Gradient 0 at margin exactly 1. */
 KERNEL(hinge)

@@ -40,7 +40,11 @@ enum fl_dtype { FL_F32 = 0, FL_F64 = 1 };
     X(bce_logits_pw,          1, 1)           \
     X(sigmoid_focal,          0, 1)           \
     X(hinge,                  0, 0)           \
-    X(squared_hinge,          0, 0)
+    X(squared_hinge,          0, 0)           \
+    X(sigmoid_focal_g2,       0, 1)
+/* sigmoid_focal_g2 is not a loss of its own: fl_ew_run runs sigmoid_focal
+ * with gamma == 2 (the default) through it, (1 - p_t)^2 as a product
+ * instead of exp(2 log(1 - p_t)). */
 
 #define FL_EW_ENUM(name, aux, heavy) FL_EW_##name,
 enum fl_ew_kernel { FL_EW_LOSSES(FL_EW_ENUM) FL_EW_NKERNELS };

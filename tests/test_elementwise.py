@@ -1727,3 +1727,30 @@ def test_sklearn(name, params, cls, skparams, has_hessian, weighted):
     if has_hessian:
         assert_close(L.hessian(p, t, reduction="none", sample_weight=w, **params), h,
                      wb * mh, 1e-13, "hessian")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_focal_gamma_two_fast_form(dtype):
+    """gamma == 2 (the default) runs (1 - p_t)^2 as a product, any other
+    gamma as exp(gamma log(1 - p_t)): the two agree across the switch
+    (gamma = 2 and its float64 neighbours) and with the float64 reference,
+    for hard and soft labels, huge logits and every method."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.standard_normal(997) * 4, [-200.0, -30.0, 0.0, 30.0, 200.0]])
+    t = np.concatenate([(rng.random(500) > 0.5) * 1.0, rng.random(502)])
+    x, t = x.astype(dtype), t.astype(dtype)
+    L = fl.sigmoid_focal
+    rt = 1e-12 if dtype == np.float64 else 3e-5
+    for gamma in (2.0, np.nextafter(2.0, 3.0), np.nextafter(2.0, 1.0)):
+        for m in ("value", "grad", "hessian"):
+            f = L if m == "value" else getattr(L, m)
+            r = L.reference if m == "value" else getattr(L.reference, m)
+            got = f(x, t, gamma=gamma, reduction="none")
+            want = r(x.astype(np.float64), t.astype(np.float64), gamma=gamma,
+                     reduction="none")
+            # soft labels: the gradient and Hessian cross 0 where terms of
+            # opposite sign cancel, so the float32 error is relative to the
+            # array's magnitude there (as in the reference tests)
+            scale = np.abs(want) + (np.abs(want).max() if dtype == np.float32 and m != "value"
+                                    else 0)
+            assert np.all(np.abs(got - want) <= rt * scale + 1e-300), (gamma, m)
