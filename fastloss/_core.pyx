@@ -87,6 +87,8 @@ cdef extern from "fastloss.h" nogil:
     int fl_openmp_version()
     const char *fl_simd_level()
     void fl_ce_simd_set(int on)
+    void fl_set_thread_thresholds(long light, long heavy, long cls)
+    void fl_get_thread_thresholds(long *out3)
     int fl_ce_simd_get()
     int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
@@ -143,6 +145,17 @@ def ce_simd(on=None):
     return prev
 
 fl_ce_simd_set(1)
+
+
+def thread_thresholds(light=0, heavy=0, cls=0):
+    """Elements per thread below which a call uses fewer threads, for the
+    memory-bound elementwise kernels, the transcendental ones and the class
+    losses; arguments > 0 set them (bench/sweep_threads.py measures them).
+    Returns the previous (light, heavy, cls)."""
+    cdef long prev[3]
+    fl_get_thread_thresholds(prev)
+    fl_set_thread_thresholds(light, heavy, cls)
+    return (prev[0], prev[1], prev[2])
 
 
 cdef inline int _thread_arg(int requested) noexcept:

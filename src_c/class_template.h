@@ -821,7 +821,7 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
     fl_idx work = nsamp * (C > 0 ? C : 1);
     int adaptive;
     nthreads = fl_unpack_threads(nthreads, &adaptive);
-    int nt = fl_threads_for(nthreads, work, kernel == FL_CLS_CE ? FL_MIN_PER_THREAD_HEAVY
+    int nt = fl_threads_for(nthreads, work, kernel == FL_CLS_CE ? FL_MIN_PER_THREAD_CLASS
                                                                  : FL_MIN_PER_THREAD_LIGHT);
     if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
     if (kernel == FL_CLS_CE && a->inner == 1 && nt > 1 && nsamp < 4 * (fl_idx)nt && C >= 16384)

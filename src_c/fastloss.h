@@ -125,6 +125,10 @@ int  fl_get_global_threads(void);
 void fl_set_thread_override(int n);      /* this OS thread only */
 int  fl_get_thread_override(void);
 int  fl_resolve_threads(int requested);  /* requested <= 0: default */
+/* Elements per thread below which fewer threads are used: memory-bound
+ * elementwise, transcendental elementwise, class losses (<= 0: unchanged). */
+void fl_set_thread_thresholds(long light, long heavy, long cls);
+void fl_get_thread_thresholds(long *out3);
 int  fl_have_openmp(void);
 int  fl_openmp_version(void);
 const char *fl_simd_level(void);         /* the ISA the kernels dispatch to */

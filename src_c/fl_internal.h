@@ -33,11 +33,15 @@
  * whatever the number of threads. */
 #define FL_CHUNK ((fl_idx)32768)
 
-/* Fewest elements per thread before a second thread pays for itself
- * (tuned by measurement, see bench/): memory-bound kernels need much more
- * work per thread than transcendental ones. */
-#define FL_MIN_PER_THREAD_LIGHT ((fl_idx)200000)
-#define FL_MIN_PER_THREAD_HEAVY ((fl_idx)20000)
+/* Fewest elements per thread before another thread pays for itself, for
+ * memory-bound elementwise kernels, transcendental ones, and the class
+ * losses (cross_entropy counts its N*C logits).  Defaults measured by
+ * bench/sweep_threads.py (see the README); variables so that the sweep can
+ * move them (fl_set_thread_thresholds). */
+extern fl_idx fl_min_per_thread[3];
+#define FL_MIN_PER_THREAD_LIGHT fl_min_per_thread[0]
+#define FL_MIN_PER_THREAD_HEAVY fl_min_per_thread[1]
+#define FL_MIN_PER_THREAD_CLASS fl_min_per_thread[2]
 
 /* Contention guard (SPEC: on a shared machine a call with the default
  * thread count must not be many times slower than one thread).  When a

@@ -24,6 +24,20 @@ int fl_get_global_threads(void) { return __atomic_load_n(&fl_global_threads, __A
 void fl_set_thread_override(int n) { fl_thread_override = n > 0 ? n : 0; }
 int fl_get_thread_override(void) { return fl_thread_override; }
 
+fl_idx fl_min_per_thread[3] = {200000, 20000, 20000};
+
+void fl_set_thread_thresholds(long light, long heavy, long cls)
+{
+    if (light > 0) fl_min_per_thread[0] = (fl_idx)light;
+    if (heavy > 0) fl_min_per_thread[1] = (fl_idx)heavy;
+    if (cls > 0) fl_min_per_thread[2] = (fl_idx)cls;
+}
+
+void fl_get_thread_thresholds(long *out)
+{
+    for (int i = 0; i < 3; i++) out[i] = (long)fl_min_per_thread[i];
+}
+
 int fl_resolve_threads(int requested)
 {
     if (fl_forked) return 1;
