@@ -1,23 +1,25 @@
-/* Hand-vectorized AVX-512 core of cross_entropy's row path (float32):
- * the segment maximum, exp(z - m) stored and summed, and the scaling of the
- * stored exponentials into the gradient.  This is the hot loop of every
- * cross_entropy call with more than CE_COLS_MAXC classes; the portable C
- * version in class_template.h does the same work, but GCC's code for it
- * carries a scalar remainder loop, horizontal reductions through memory and a
- * two-step 2^k scaling that together cost twice these loops' time.
+/* Hand-vectorized AVX-512 loops of cross_entropy (labels, no smoothing):
+ *  - the row path (C > CE_COLS_MAXC), float32 and float64, per segment: the
+ *    maximum, exp(z - m) stored and summed, and the scaling of the stored
+ *    exponentials into the gradient (ce_simd_row.h, instantiated twice);
+ *  - the path across samples for few classes (C <= CE_COLS_MAXC), float32.
+ * The portable C loops in class_template.h do the same work (and everything
+ * else: smoothing, probability targets, Hessians, other ISAs); GCC's code
+ * for them carries scalar remainder loops, horizontal reductions through
+ * memory and a two-step 2^k scaling that together cost 2-5x these loops.
  *
- * exp here is specialised to arguments d <= 0 (d = z - max): k = round(d/ln2),
- * Cody-Waite reduction r = d - k ln2 (two FMAs), e^r by a degree-7 minimax
- * polynomial in Horner form (Cephes' expf coefficients), and 2^k applied by
- * vscalefps, which rounds subnormal results once and underflows to +0
- * exactly.  Max error 1.4 ulp over [-104, 0] (checked against float64 exp by
- * tests/test_classes.py through the loss and gradient); d = -inf gives +0,
- * NaN stays NaN.
+ * exp is specialised to arguments d <= 0 (d = z - max): k = round(d/ln2),
+ * Cody-Waite reduction r = d - k ln2 (FMAs), e^r by a polynomial, 2^k
+ * applied by vscalefp[sd], which rounds subnormal results once and
+ * underflows to +0 exactly.  float: degree-7 minimax (Cephes' expf
+ * coefficients), max error 1.4 ulp over [-110, 0]; double: vmath's degree-12
+ * polynomial and exact 1 + r split (< 1 ulp).  Checked element by element
+ * against float64 oracles by tests/test_classes.py (test_ce_simd_rows_*).
+ * d = -inf gives +0, NaN stays NaN.
  *
- * Sums: each lane accumulates 16 exponentials in float, then the partial
- * vector is added into two float64 accumulators; the result does not depend
- * on the thread count (a row is always summed by one thread, segment by
- * segment). */
+ * Sums: float lanes accumulate 16 exponentials, then the partial vector is
+ * added into float64 accumulators; a row is always summed by one thread,
+ * segment by segment, so results do not depend on the thread count. */
 #include "fl_internal.h"
 #include "ce_simd.h"
 
@@ -62,7 +64,40 @@ AVX512 static inline __m512 exp_le0_ps(__m512 d)
     return _mm512_scalef_ps(p, k);
 }
 
-AVX512 static inline void acc_flush(__m512 *sf, __m512d *lo, __m512d *hi)
+/* blocks of E sums into two float64 accumulators */
+/* exp(d) for d <= 0 in double: the same reduction, vmath's degree-12
+ * polynomial for e^r and its exact 1 + rhi split (0.78 ulp in vmath), the
+ * scaling by vscalefpd.  NaN passes; below -746 the result is +0. */
+AVX512 static inline __m512d exp_le0_pd(__m512d d)
+{
+    const __m512d shift = _mm512_set1_pd(0x1.8p52);
+    d = _mm512_max_pd(_mm512_set1_pd(-746.0), d);
+    __m512d kd = _mm512_fmadd_pd(d, _mm512_set1_pd(0x1.71547652b82fep+0), shift);
+    __m512d k = _mm512_sub_pd(kd, shift);
+    __m512d rhi = _mm512_fnmadd_pd(k, _mm512_set1_pd(0x1.62e42feep-1), d);
+    __m512d rlo = _mm512_mul_pd(k, _mm512_set1_pd(-0x1.a39ef35793c76p-33));
+    __m512d r = _mm512_add_pd(rhi, rlo);
+    __m512d p = _mm512_set1_pd(0x1.2050d4d528b22p-29);
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.af744b1ff55a4p-26));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.27e44a6ef71e1p-22));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.71ddeaaba8ebcp-19));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.a01a01e8a9304p-16));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.a01a01b5f4d83p-13));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.6c16c16c0a41fp-10));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.111111110e549p-7));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.555555555556cp-5));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(0x1.555555555555dp-3));
+    __m512d q = _mm512_mul_pd(_mm512_mul_pd(r, r), _mm512_fmadd_pd(r, p, _mm512_set1_pd(0.5)));
+    /* e^r = (1 + rhi) + (rlo + q), 1 + rhi = S + c exactly */
+    const __m512d one = _mm512_set1_pd(1.0);
+    __m512d S = _mm512_add_pd(one, rhi);
+    __m512d c = _mm512_add_pd(_mm512_sub_pd(one, S), rhi);
+    __m512d er = _mm512_add_pd(S, _mm512_add_pd(c, _mm512_add_pd(rlo, q)));
+    return _mm512_scalef_pd(er, k);
+}
+
+/* blocks of E sums into two float64 accumulators */
+AVX512 static inline void acc_flush_f32_avx512(__m512 *sf, __m512d *lo, __m512d *hi)
 {
     *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(*sf)));
     *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm256_castpd_ps(
@@ -70,100 +105,108 @@ AVX512 static inline void acc_flush(__m512 *sf, __m512d *lo, __m512d *hi)
     *sf = _mm512_setzero_ps();
 }
 
-/* One pass: e = exp(z - m) (stored in g when g != NULL), S += e and, when
- * SX, Sx += e for every class but y. */
-AVX512 static inline void exp_pass(const float *z, fl_idx n, float m, float *g, fl_idx y,
-                                   const int SX, double *S, double *Sx)
+AVX512 static inline void acc_flush_f64_avx512(__m512d *sf, __m512d *lo, __m512d *hi)
 {
-    const __m512 mv = _mm512_set1_ps(m);
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    __m512d x0 = _mm512_setzero_pd(), x1 = _mm512_setzero_pd();
-    __m512 sf = _mm512_setzero_ps(), xf = _mm512_setzero_ps();
-    const __m512i yv = _mm512_set1_epi32((int)(SX ? y : 0));
-    __m512i iv = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i sixteen = _mm512_set1_epi32(16);
-    fl_idx c = 0;
-    while (c < n) {
-        /* blocks of at most 16 vectors summed in float, then in double */
-        fl_idx end = n - c > 256 ? c + 256 : n;
-        for (; c + 16 <= end; c += 16) {
-            __m512 e = exp_le0_ps(_mm512_sub_ps(_mm512_loadu_ps(z + c), mv));
-            if (g) _mm512_storeu_ps(g + c, e);
-            sf = _mm512_add_ps(sf, e);
-            if (SX) {
-                __mmask16 ne = _mm512_cmpneq_epi32_mask(iv, yv);
-                xf = _mm512_mask_add_ps(xf, ne, xf, e);
-                iv = _mm512_add_epi32(iv, sixteen);
-            }
-        }
-        if (c < end) {                       /* the row's last, partial vector */
-            __mmask16 k = (__mmask16)((1u << (end - c)) - 1u);
-            __m512 e = exp_le0_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, z + c), mv));
-            if (g) _mm512_mask_storeu_ps(g + c, k, e);
-            sf = _mm512_mask_add_ps(sf, k, sf, e);
-            if (SX) {
-                __mmask16 ne = _mm512_mask_cmpneq_epi32_mask(k, iv, yv);
-                xf = _mm512_mask_add_ps(xf, ne, xf, e);
-            }
-            c = end;
-        }
-        acc_flush(&sf, &s0, &s1);
-        if (SX) acc_flush(&xf, &x0, &x1);
-    }
-    *S = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-    if (SX) *Sx = _mm512_reduce_add_pd(_mm512_add_pd(x0, x1));
+    (void)hi;
+    *lo = _mm512_add_pd(*lo, *sf);
+    *sf = _mm512_setzero_pd();
 }
 
-AVX512 int fl_ce_seg_a_f32_avx512(const float *z, fl_idx n, fl_idx y, float *g,
-                                  double *S, double *Sx, float *mout)
-{
-    /* the maximum, ignoring NaN as the portable loop does (vmaxps returns
-     * its second operand when either is NaN) */
-    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    fl_idx c = 0;
-    for (; c + 64 <= n; c += 64) {
-        m0 = _mm512_max_ps(_mm512_loadu_ps(z + c), m0);
-        m1 = _mm512_max_ps(_mm512_loadu_ps(z + c + 16), m1);
-        m2 = _mm512_max_ps(_mm512_loadu_ps(z + c + 32), m2);
-        m3 = _mm512_max_ps(_mm512_loadu_ps(z + c + 48), m3);
-    }
-    for (; c + 16 <= n; c += 16) m0 = _mm512_max_ps(_mm512_loadu_ps(z + c), m0);
-    if (c < n) {
-        __mmask16 k = (__mmask16)((1u << (n - c)) - 1u);
-        m1 = _mm512_mask_max_ps(m1, k, _mm512_maskz_loadu_ps(k, z + c), m1);
-    }
-    float m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1),
-                                                 _mm512_max_ps(m2, m3)));
-    if (!(m > -INFINITY && m < INFINITY)) return 0;   /* the portable path's limits */
-    *mout = m;
-    int has_y = y >= 0 && y < n;
-    if (has_y && z[y] == m) {
-        /* the target is the maximum: its loss is log1p(Sx), so Sx is summed
-         * apart (S - 1 would lose the small terms) */
-        exp_pass(z, n, m, g, y, 1, S, Sx);
-    } else {
-        exp_pass(z, n, m, g, y, 0, S, Sx);
-        /* the target is not the maximum: Sx >= 1, S - e_y does not cancel */
-        *Sx = has_y ? *S - (double)_mm512_cvtss_f32(exp_le0_ps(_mm512_set1_ps(z[y] - m))) : *S;
-    }
-    return 1;
-}
+#define E float
+#define V __m512
+#define K __mmask16
+#define L 16
+#define SFXR(n) n##_f32_avx512
+#define VSET1 _mm512_set1_ps
+#define VLOAD _mm512_loadu_ps
+#define VLOADZ _mm512_maskz_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSTOREM _mm512_mask_storeu_ps
+#define VSUB _mm512_sub_ps
+#define VADD _mm512_add_ps
+#define VMUL _mm512_mul_ps
+#define VMAX _mm512_max_ps
+#define VMMAX _mm512_mask_max_ps
+#define VMADD _mm512_mask_add_ps
+#define VREDMAX _mm512_reduce_max_ps
+#define VFIRST _mm512_cvtss_f32
+#define VEXP exp_le0_ps
+#define ISET1(x) _mm512_set1_epi32((int)(x))
+#define IINIT _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define IADD _mm512_add_epi32
+#define INE _mm512_cmpneq_epi32_mask
+#include "ce_simd_row.h"
+#undef E
+#undef V
+#undef K
+#undef L
+#undef SFXR
+#undef VSET1
+#undef VLOAD
+#undef VLOADZ
+#undef VSTORE
+#undef VSTOREM
+#undef VSUB
+#undef VADD
+#undef VMUL
+#undef VMAX
+#undef VMMAX
+#undef VMADD
+#undef VREDMAX
+#undef VFIRST
+#undef VEXP
+#undef ISET1
+#undef IINIT
+#undef IADD
+#undef INE
 
-AVX512 void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f)
-{
-    const __m512 fv = _mm512_set1_ps(f);
-    fl_idx c = 0;
-    for (; c + 32 <= n; c += 32) {
-        _mm512_storeu_ps(g + c, _mm512_mul_ps(_mm512_loadu_ps(g + c), fv));
-        _mm512_storeu_ps(g + c + 16, _mm512_mul_ps(_mm512_loadu_ps(g + c + 16), fv));
-    }
-    for (; c + 16 <= n; c += 16)
-        _mm512_storeu_ps(g + c, _mm512_mul_ps(_mm512_loadu_ps(g + c), fv));
-    if (c < n) {
-        __mmask16 k = (__mmask16)((1u << (n - c)) - 1u);
-        _mm512_mask_storeu_ps(g + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, g + c), fv));
-    }
-}
+#define E double
+#define V __m512d
+#define K __mmask8
+#define L 8
+#define SFXR(n) n##_f64_avx512
+#define VSET1 _mm512_set1_pd
+#define VLOAD _mm512_loadu_pd
+#define VLOADZ _mm512_maskz_loadu_pd
+#define VSTORE _mm512_storeu_pd
+#define VSTOREM _mm512_mask_storeu_pd
+#define VSUB _mm512_sub_pd
+#define VADD _mm512_add_pd
+#define VMUL _mm512_mul_pd
+#define VMAX _mm512_max_pd
+#define VMMAX _mm512_mask_max_pd
+#define VMADD _mm512_mask_add_pd
+#define VREDMAX _mm512_reduce_max_pd
+#define VFIRST _mm512_cvtsd_f64
+#define VEXP exp_le0_pd
+#define ISET1(x) _mm512_set1_epi64((long long)(x))
+#define IINIT _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7)
+#define IADD _mm512_add_epi64
+#define INE _mm512_cmpneq_epi64_mask
+#include "ce_simd_row.h"
+#undef E
+#undef V
+#undef K
+#undef L
+#undef SFXR
+#undef VSET1
+#undef VLOAD
+#undef VLOADZ
+#undef VSTORE
+#undef VSTOREM
+#undef VSUB
+#undef VADD
+#undef VMUL
+#undef VMAX
+#undef VMMAX
+#undef VMADD
+#undef VREDMAX
+#undef VFIRST
+#undef VEXP
+#undef ISET1
+#undef IINIT
+#undef IADD
+#undef INE
 
 /* ------------------------------------------------------------------
  * Few classes (C <= CE_COLS_MAXC): 16 samples per vector.  A block of J <= 64

@@ -1,4 +1,4 @@
-/* Hand-vectorized AVX-512 loops of cross_entropy's row path (ce_simd.c). */
+/* Hand-vectorized AVX-512 loops of cross_entropy (ce_simd.c, ce_simd_row.h). */
 #ifndef FL_CE_SIMD_H
 #define FL_CE_SIMD_H
 
@@ -29,6 +29,10 @@ int fl_ce_cols_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf,
                           double *acc);
 /* g[0..n) *= f */
 void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f);
+/* the same two for float64 */
+int fl_ce_seg_a_f64_avx512(const double *z, fl_idx n, fl_idx y, double *g,
+                           double *S, double *Sx, double *m);
+void fl_ce_scale_f64_avx512(double *g, fl_idx n, double f);
 #endif
 
 #endif

@@ -45,8 +45,14 @@ static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
 #undef CE_FAST_SCALE
 #undef CE_FAST_COLS
 #define CE_FAST_COLS(a, i0, J, buf, acc) 0
+#if FL_HAVE_CE_AVX512
+#define CE_FAST_A(z, n, y, g, S, Sx, m) \
+    (ce_simd_on() && fl_ce_seg_a_f64_avx512(z, n, y, g, S, Sx, m))
+#define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f64_avx512(g, n, f), 1) : 0)
+#else
 #define CE_FAST_A(z, n, y, g, S, Sx, m) 0
 #define CE_FAST_SCALE(g, n, f) 0
+#endif
 
 #define T double
 #define SFX(n) n##_f64
