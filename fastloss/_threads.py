@@ -1,6 +1,6 @@
 """Thread settings (SPEC section 4) and their scope.
 
-A call without ``n_threads=`` uses, first match wins:
+The thread count of a call is, first match wins:
 
 1. ``n_threads=`` of the call (always obeyed, see below).
 2. The calling thread's ``num_threads`` override: ``with fl.num_threads(n):``
@@ -107,12 +107,13 @@ def _default_threads():
     1 without OpenMP.  ``ValueError`` for a bad ``FASTLOSS_NUM_THREADS``."""
     v = os.environ.get("FASTLOSS_NUM_THREADS", "").strip()
     if v:
+        bad = f"FASTLOSS_NUM_THREADS must be a positive integer, got {v!r}"
         try:
             n = int(v)
         except ValueError:
-            raise ValueError(f"FASTLOSS_NUM_THREADS must be a positive integer, got {v!r}") from None
+            raise ValueError(bad) from None
         if n < 1:
-            raise ValueError(f"FASTLOSS_NUM_THREADS must be a positive integer, got {v!r}")
+            raise ValueError(bad)
         return n
     if not _core.have_openmp():
         return 1
