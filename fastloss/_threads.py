@@ -25,7 +25,8 @@ the calling thread only by ``omp_set_num_threads`` (which
 ``torch.set_num_threads`` and threadpoolctl's OpenMP controller call), so
 using it made the default depend on which thread called.
 
-threadpoolctl (3.5 or newer, when installed) lists fastloss as a library of
+threadpoolctl (3.5 or newer, when installed; fastloss built with OpenMP)
+lists fastloss as a library of
 ``user_api="openmp"``, ``internal_api="fastloss"``, and
 ``threadpool_limits(n)`` / ``threadpool_limits(n, user_api="openmp")`` set
 the process-wide count (3.) -- for every thread, like
@@ -189,4 +190,5 @@ def _init_from_env():
     """Run once at import: the process-wide count to its default, and
     fastloss's controller registered with threadpoolctl."""
     _core.set_global_threads(_default_threads())
-    _register_with_threadpoolctl()
+    if _core.have_openmp():         # without OpenMP there is no pool to list
+        _register_with_threadpoolctl()

@@ -550,6 +550,8 @@ def test_threadpoolctl_limit_is_process_wide():
     count for every thread (not only for the thread that entered it) until
     its block ends; num_threads blocks and n_threads= take precedence."""
     pytest.importorskip("threadpoolctl", minversion="3.5")
+    if not fl.show_config(print_=False)["openmp"]:
+        pytest.skip("built without OpenMP (fastloss registers no controller)")
     r = _run_python("""
         import threading
         import threadpoolctl
