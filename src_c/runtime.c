@@ -14,7 +14,20 @@ __attribute__((constructor)) static void fl_register_atfork(void)
     pthread_atfork(NULL, NULL, fl_atfork_child);
 }
 
-/* Process-wide setting (set_num_threads); 0 = not set. */
+/* Thread counts (README "Threads"; fastloss/_threads.py documents the
+ * scope).  Precedence: an explicit request (n_threads=), then this OS
+ * thread's override (the num_threads context manager), then the
+ * process-wide count.
+ *
+ * The process-wide count is fastloss's own: fastloss/_threads.py sets it at
+ * import to its default (FASTLOSS_NUM_THREADS, else OMP_NUM_THREADS, else
+ * the CPUs the process may use); set_num_threads and threadpoolctl (through
+ * the controller fastloss registers with it) change it.  It is deliberately
+ * NOT the OpenMP runtime's omp_get_max_threads(): in libgomp that is a
+ * per-OS-thread setting (omp_set_num_threads, which threadpoolctl's OpenMP
+ * controller and torch.set_num_threads call, changes it for the calling
+ * thread only), so the default would depend on which Python thread calls.
+ * Every parallel region passes its count in a num_threads clause. */
 static int fl_global_threads = 0;
 /* Per-OS-thread override (the num_threads context manager); 0 = none. */
 static __thread int fl_thread_override = 0;
@@ -46,8 +59,9 @@ int fl_resolve_threads(int requested)
     int g = fl_get_global_threads();
     if (g > 0) return g;
 #ifdef _OPENMP
-    /* honours OMP_NUM_THREADS, the CPU affinity mask and threadpoolctl */
-    int m = omp_get_max_threads();
+    /* Not set yet (only before fastloss/_threads.py has run): the CPUs the
+     * runtime found at start-up, the same for every thread. */
+    int m = omp_get_num_procs();
     return m > 0 ? m : 1;
 #else
     return 1;

@@ -53,12 +53,6 @@ _KNOWN_OPEN = {
     "test_concurrency.py::test_os_fork_after_openmp":
         ("a forked child that calls a multi-threaded fastloss hangs (libgomp's "
          "pool does not survive fork)", False),
-    "test_concurrency.py::test_num_threads_is_per_thread":
-        ("num_threads / set_num_threads interplay differs from the documented scope", True),
-    "test_concurrency.py::test_num_threads_many_threads_at_once":
-        ("num_threads / set_num_threads interplay differs from the documented scope", True),
-    "test_concurrency.py::test_num_threads_nests_and_restores_on_exception":
-        ("num_threads / set_num_threads interplay differs from the documented scope", True),
     "test_fuzz.py::test_fuzz": ("fuzzer findings listed by the test_found_* reproducers", True),
     "test_fuzz.py::test_found_": ("fuzzer finding, open (see the test's docstring)", True),
 }
@@ -79,9 +73,6 @@ def pytest_collection_modifyitems(config, items):
 # the exact test ids that failed at the commit that added the list
 _FAILING_AT_HEAD = {
     'test_fuzz.py::test_found_sigmoid_focal_float32_huge_gamma',
-    'test_concurrency.py::test_num_threads_is_per_thread',
-    'test_concurrency.py::test_num_threads_nests_and_restores_on_exception',
-    'test_concurrency.py::test_num_threads_many_threads_at_once',
     'test_fuzz.py::test_fuzz[poisson]',
     'test_fuzz.py::test_fuzz[sigmoid_focal]',
     'test_fuzz.py::test_fuzz[hinge]',

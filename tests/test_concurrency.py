@@ -11,9 +11,15 @@ SIGINT during long calls.
   the parent used the OpenMP team: a multi-threaded call in the child
   completes (a timeout turns a hang into a failure) and is correct, and the
   parent still works.
-* (c) ``num_threads`` is scoped to the calling OS thread, nests, and is
-  restored on exit, also on an exception; ``set_num_threads`` is
-  process-wide (checked in a subprocess, so the global setting of this
+* (c) The scope of the thread settings (fastloss/_threads.py): the default
+  is one process-wide count, the same in every thread whatever the OpenMP
+  runtime's per-thread setting (``omp_set_num_threads``, which
+  ``torch.set_num_threads`` calls) is there, and fixed at import from
+  ``FASTLOSS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / the CPUs available;
+  ``num_threads`` is scoped to the calling OS thread (8 threads inside
+  blocks at once), nests, and is restored on exit, also on an exception;
+  ``set_num_threads`` and threadpoolctl's ``threadpool_limits`` are
+  process-wide (checked in subprocesses, so the global setting of this
   process is left alone).
 * (d) SIGINT during a long call (10**8 float32 elements) in a subprocess:
   KeyboardInterrupt is raised cleanly (no crash, no hang), and calls after
@@ -377,8 +383,11 @@ def test_num_threads_many_threads_at_once():
 def _run_python(code, timeout=120, env=None):
     e = dict(os.environ)
     e.pop("FASTLOSS_NUM_THREADS", None)
-    if env:
-        e.update(env)
+    for k, v in (env or {}).items():        # None: unset
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=timeout, env=e,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__))))
@@ -414,6 +423,197 @@ def test_set_num_threads_is_process_wide():
         assert seen == {"plain": base + 3, "override": 1, "main": base + 3,
                         "main_override": 2, "main_after": base + 4,
                         "bad0": "ValueError", "bad-2": "ValueError"}, (seen, base)
+        print("ok")
+    """)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def _omp_icv_functions():
+    """omp_set_num_threads / omp_get_max_threads of the OpenMP runtime that
+    fastloss's module uses (looked up through its handle), or skip."""
+    import ctypes
+    if not fl.show_config(print_=False)["openmp"]:
+        pytest.skip("built without OpenMP")
+    lib = ctypes.CDLL(fl._core.__file__)
+    return lib.omp_set_num_threads, lib.omp_get_max_threads
+
+
+def test_default_is_the_same_in_every_thread():
+    """The default does not depend on the calling thread, whatever the
+    OpenMP runtime's per-thread setting is: libgomp keeps
+    omp_set_num_threads (called by torch.set_num_threads and threadpoolctl's
+    OpenMP controller) per OS thread, and a stale value of 1 on the main
+    thread is what made the default differ between threads."""
+    omp_set, omp_get = _omp_icv_functions()
+    base = fl.get_num_threads()
+    main_icv = omp_get()
+    seen, errors = {}, []
+    barrier = threading.Barrier(8)
+
+    def worker(w):
+        try:
+            omp_set(w + 1)                  # this OS thread's runtime setting
+            barrier.wait()
+            seen[w] = (omp_get(), fl.get_num_threads())
+        except Exception as e:              # noqa: BLE001
+            errors.append(e)
+
+    try:
+        omp_set(1)                          # as torch.set_num_threads(1) would leave it
+        assert fl.get_num_threads() == base
+        ths = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(60)
+        assert fl.get_num_threads() == base
+    finally:
+        omp_set(main_icv)
+    assert not errors, errors
+    assert seen == {w: (w + 1, base) for w in range(8)}, (seen, base)
+
+
+def test_default_from_environment_in_every_thread():
+    """FASTLOSS_NUM_THREADS, else OMP_NUM_THREADS's first entry, else the
+    CPUs available: fixed at import, the same in the main thread and in
+    threads started later, after the main thread's OpenMP setting changed."""
+    if not fl.show_config(print_=False)["openmp"]:
+        pytest.skip("built without OpenMP")
+    code = """
+        import ctypes, threading
+        import fastloss as fl
+        ctypes.CDLL(fl._core.__file__).omp_set_num_threads(7)
+        got = [fl.get_num_threads()]
+        th = threading.Thread(target=lambda: got.append(fl.get_num_threads()))
+        th.start(); th.join()
+        print(*got)
+    """
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cases = [({"FASTLOSS_NUM_THREADS": "3", "OMP_NUM_THREADS": "5"}, 3),
+             ({"OMP_NUM_THREADS": "5"}, 5), ({"OMP_NUM_THREADS": "4,2"}, 4),
+             ({"OMP_NUM_THREADS": "abc"}, ncpu), ({"OMP_NUM_THREADS": "0"}, ncpu),
+             ({}, ncpu)]
+    for env, want in cases:
+        r = _run_python(code, env={"OMP_NUM_THREADS": None, **env})
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [str(want)] * 2, (env, r.stdout, r.stderr)
+
+
+def test_num_threads_isolated_in_8_threads_at_once():
+    """8 threads are inside num_threads blocks with different counts at the
+    same time (barriers hold them there), while a 9th thread without a block
+    reads the process-wide count; each sees its own count, calls made inside
+    give the serial bits, and after the blocks every thread sees the
+    process-wide count again."""
+    base = fl.get_num_threads()
+    p, t, _ = make_inputs("huber", (200_000,), np.float64, np.random.default_rng(3))
+    expected = _bits(fl.huber.value_and_grad(p, t, n_threads=1))
+    inside, after, errors = {}, {}, []
+    entered = threading.Barrier(9)
+    leave = threading.Barrier(9)
+
+    def worker(w):
+        try:
+            with fl.num_threads(w + 1):
+                entered.wait(30)
+                inside[w] = fl.get_num_threads()
+                if _bits(fl.huber.value_and_grad(p, t)) != expected:
+                    errors.append(f"thread {w}: result differs")
+                leave.wait(30)
+            after[w] = fl.get_num_threads()
+        except Exception as e:              # noqa: BLE001
+            errors.append(e)
+
+    def plain():
+        try:
+            entered.wait(30)
+            inside["plain"] = fl.get_num_threads()
+            leave.wait(30)
+        except Exception as e:              # noqa: BLE001
+            errors.append(e)
+
+    ths = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    ths.append(threading.Thread(target=plain))
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join(60)
+    assert not errors, errors
+    assert inside == {**{w: w + 1 for w in range(8)}, "plain": base}, (inside, base)
+    assert after == {w: base for w in range(8)}, (after, base)
+    assert fl.get_num_threads() == base
+
+
+def test_threadpoolctl_limit_is_process_wide():
+    """threadpoolctl lists fastloss (user_api "openmp", internal_api
+    "fastloss") with the process-wide count, and threadpool_limits sets that
+    count for every thread (not only for the thread that entered it) until
+    its block ends; num_threads blocks and n_threads= take precedence."""
+    pytest.importorskip("threadpoolctl", minversion="3.5")
+    if not fl.show_config(print_=False)["openmp"]:
+        pytest.skip("built without OpenMP (fastloss registers no controller)")
+    r = _run_python("""
+        import threading
+        import threadpoolctl
+        import fastloss as fl
+
+        def entry():
+            found = [i for i in threadpoolctl.threadpool_info()
+                     if i["internal_api"] == "fastloss"]
+            assert len(found) == 1, found
+            return found[0]
+
+        def in_thread(f):
+            out = []
+            th = threading.Thread(target=lambda: out.append(f())); th.start(); th.join()
+            return out[0]
+
+        base = fl.get_num_threads()
+        e = entry()
+        assert e["user_api"] == "openmp" and e["num_threads"] == base, e
+        assert e["filepath"].endswith(fl._core.__file__.rsplit("/", 1)[-1]), e
+        fl.set_num_threads(base + 2)
+        with fl.num_threads(1):             # threadpoolctl reports the process-wide count
+            assert entry()["num_threads"] == base + 2
+
+        seen = {}
+        entered, release = threading.Event(), threading.Event()
+
+        def limiter():
+            with threadpoolctl.threadpool_limits(1):
+                seen["limiter"] = fl.get_num_threads()
+                entered.set()
+                release.wait(30)
+
+        th = threading.Thread(target=limiter); th.start()
+        assert entered.wait(30)
+        seen["main"] = fl.get_num_threads()
+        seen["new_thread"] = in_thread(fl.get_num_threads)
+        seen["entry"] = entry()["num_threads"]
+        with fl.num_threads(3):
+            seen["override"] = fl.get_num_threads()
+        seen["explicit"] = fl._core.resolve_threads(4)
+        release.set(); th.join()
+        seen["main_after"] = fl.get_num_threads()
+        seen["thread_after"] = in_thread(fl.get_num_threads)
+        assert seen == {"limiter": 1, "main": 1, "new_thread": 1, "entry": 1, "override": 3,
+                        "explicit": 4, "main_after": base + 2,
+                        "thread_after": base + 2}, (seen, base)
+
+        with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+            assert fl.get_num_threads() == 1 and in_thread(fl.get_num_threads) == 1
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            assert fl.get_num_threads() == base + 2
+        assert fl.get_num_threads() == base + 2
+
+        try:                                # threadpoolctl's own probe of the scope
+            info = threadpoolctl.threadpool_info(debugging_info=True)
+        except TypeError:                   # older threadpoolctl
+            info = None
+        if info is not None:
+            scope = [i["thread_limit_scope"] for i in info if i["internal_api"] == "fastloss"]
+            assert scope == ["process"], info
+        assert fl.get_num_threads() == base + 2
         print("ok")
     """)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
