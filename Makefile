@@ -29,7 +29,7 @@ $(VENV)/bin/python:
 
 $(VENV)/.deps: $(VENV)/bin/python pyproject.toml
 	$(PIP) install -q "setuptools>=77" "Cython>=3" "numpy>=2" wheel
-	$(PIP) install -q "pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "threadpoolctl>=3" "psutil>=5" "mpmath>=1.3"
+	$(PIP) install -q "pytest>=7" "pytest-benchmark>=4" "hypothesis>=6" "threadpoolctl>=3.5" "psutil>=5" "mpmath>=1.3"
 	touch $@
 
 $(STAMP): $(VENV)/.deps $(SOURCES)

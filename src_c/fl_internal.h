@@ -55,9 +55,10 @@ double fl_now(void);
 int fl_guard_solo(void);
 void fl_guard_report(double total, double master_busy, int team_worked);
 
-/* Drivers receive nthreads > 0 for an explicit request (n_threads=, the
- * num_threads context, set_num_threads) and -n for the default n threads,
- * which the guard may lower.  Returns the count; sets *adaptive. */
+/* Drivers receive nthreads > 0 for an explicit per-call request
+ * (n_threads=) and -n for the resolved default n (the num_threads context,
+ * set_num_threads, the environment), which the guard may lower.  Returns the
+ * count; sets *adaptive. */
 static inline int fl_unpack_threads(int nthreads, int *adaptive)
 {
     *adaptive = nthreads < 0;
