@@ -27,6 +27,10 @@ int fl_ce_seg_a_f32_avx512(const float *z, fl_idx n, fl_idx y, float *g,
  * Returns 1 (0 would leave the block to the portable loops). */
 int fl_ce_cols_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf,
                           double *acc);
+/* multi_margin of rows [i0, i1) with C <= 16 classes (float32, inner == 1,
+ * value / gradient): adds the weighted losses to *acc.  Returns 0 (nothing
+ * done) for other shapes. */
+int fl_margin_rows_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx i1, double *acc);
 /* g[0..n) *= f */
 void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f);
 /* the same two for float64 */

@@ -667,6 +667,9 @@ static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx
         return SFX(ce_cols_range)(x, i0, i1, zb);
     if (kernel == FL_CLS_NLL && a->y && inner == 1)
         return SFX(nll_rows)(a, i0, i1);
+    double fast;
+    if (kernel == FL_CLS_MARGIN && MARGIN_FAST(a, i0, i1, &fast))
+        return fast;
     double acc = 0.0;
     for (fl_idx i = i0; i < i1; i++) {
         fl_idx o = i / inner, j = i - o * inner;

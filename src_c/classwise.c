@@ -28,7 +28,9 @@ static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
     (ce_simd_on() && fl_ce_seg_a_f32_avx512(z, n, y, g, S, Sx, m))
 #define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f32_avx512(g, n, f), 1) : 0)
 #define CE_FAST_COLS(a, i0, J, buf, acc) (ce_simd_on() && fl_ce_cols_f32_avx512(a, i0, J, buf, acc))
+#define MARGIN_FAST(a, i0, i1, acc) (ce_simd_on() && fl_margin_rows_f32_avx512(a, i0, i1, acc))
 #else
+#define MARGIN_FAST(a, i0, i1, acc) 0
 #define CE_FAST_COLS(a, i0, J, buf, acc) 0
 #define CE_FAST_A(z, n, y, g, S, Sx, m) 0
 #define CE_FAST_SCALE(g, n, f) 0
@@ -44,7 +46,9 @@ static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
 #undef CE_FAST_A
 #undef CE_FAST_SCALE
 #undef CE_FAST_COLS
+#undef MARGIN_FAST
 #define CE_FAST_COLS(a, i0, J, buf, acc) 0
+#define MARGIN_FAST(a, i0, i1, acc) 0
 #if FL_HAVE_CE_AVX512
 #define CE_FAST_A(z, n, y, g, S, Sx, m) \
     (ce_simd_on() && fl_ce_seg_a_f64_avx512(z, n, y, g, S, Sx, m))
