@@ -413,6 +413,7 @@ cdef class Loss:
     cdef fl_params dparams   # default parameters, packed
     cdef object pack_params  # spec.pack_fast(kwargs) -> params tuple or None
     cdef frozenset param_names
+    cdef frozenset none_ok   # parameters for which None is the default (no error)
     cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open, hi_open), ...)
 
     def __init__(self, spec, reference=None):
@@ -423,6 +424,8 @@ cdef class Loss:
         self.kernel = spec.fast_kernel
         self.pack_params = spec.pack_fast
         self.param_names = frozenset(spec.param_names)
+        self.none_ok = frozenset([p.name for p in spec.params if p.allow_none]
+                                 + [a.name for a in spec.array_params])
         if self.kernel >= 0:
             self.dparams.a, self.dparams.b, self.dparams.c, self.dparams.d = spec.pack_fast({})
         else:
@@ -469,6 +472,51 @@ cdef class Loss:
             return _slow_path(self, HESSIAN, y_pred, y_true, kwargs)
         return r
 
+    cdef object _fast_kwargs(self, dict kwargs, int *reduction, int *nthreads,
+                             bint *has_params):
+        """The keyword arguments of both fast paths: sets *reduction (0 mean,
+        1 sum, 2 none), *nthreads, *has_params (a loss parameter was given;
+        the caller checks it) and returns out= (None if not given), or _MISS
+        when the call needs the generic path (which reports any error)."""
+        cdef object out = None
+        cdef PyObject *pk
+        cdef PyObject *pv
+        cdef Py_ssize_t pos = 0
+        reduction[0] = 0
+        nthreads[0] = 0
+        has_params[0] = False
+        if not kwargs:
+            return None
+        while PyDict_Next(kwargs, &pos, &pk, &pv):
+            key = <object>pk
+            v = <object>pv
+            if key == _S_OUT:
+                out = v
+            elif key == _S_RED:
+                if v == _S_MEAN:
+                    reduction[0] = 0
+                elif v == _S_SUM:
+                    reduction[0] = 1
+                elif v == _S_NONE:
+                    reduction[0] = 2
+                else:
+                    return _MISS
+            elif key == _S_NT:
+                if v is None:
+                    pass
+                elif type(v) is int and v >= 1:
+                    nthreads[0] = v
+                else:
+                    return _MISS
+            elif key == _S_SW or key == _S_AX:
+                if v is not None:
+                    return _MISS
+            elif key in self.param_names:
+                has_params[0] = True
+            else:
+                return _MISS          # the generic path raises TypeError
+        return out
+
     cdef object _fast(self, int method, object y_pred, object y_true, dict kwargs):
         """The trainer's call without Python-level machinery, or _MISS.
 
@@ -505,46 +553,16 @@ cdef class Loss:
 
         cdef int reduction = 0           # 0 mean, 1 sum, 2 none
         cdef int nthreads = 0
-        cdef object out = None
-        cdef fl_params prm = self.dparams
         cdef bint has_params = False
-        cdef PyObject *pk
-        cdef PyObject *pv
-        cdef Py_ssize_t pos = 0
-        if kwargs:
-            while PyDict_Next(kwargs, &pos, &pk, &pv):
-                key = <object>pk
-                v = <object>pv
-                if key == _S_OUT:
-                    out = v
-                elif key == _S_RED:
-                    if v == _S_MEAN:
-                        reduction = 0
-                    elif v == _S_SUM:
-                        reduction = 1
-                    elif v == _S_NONE:
-                        reduction = 2
-                    else:
-                        return _MISS
-                elif key == _S_NT:
-                    if v is None:
-                        pass
-                    elif type(v) is int and v >= 1:
-                        nthreads = v
-                    else:
-                        return _MISS
-                elif key == _S_SW or key == _S_AX:
-                    if v is not None:
-                        return _MISS
-                elif key in self.param_names:
-                    has_params = True
-                else:
-                    return _MISS          # the generic path raises TypeError
-            if has_params:
-                packed = self.pack_params(kwargs)   # raises on a bad value
-                if packed is None:
-                    return _MISS
-                prm.a, prm.b, prm.c, prm.d = packed
+        cdef fl_params prm = self.dparams
+        cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params)
+        if out is _MISS:
+            return _MISS
+        if has_params:
+            packed = self.pack_params(kwargs)   # raises on a bad value, as the generic path does
+            if packed is None:
+                return _MISS
+            prm.a, prm.b, prm.c, prm.d = packed
 
         cdef cnp.ndarray o
         if out is not None:
@@ -656,35 +674,17 @@ cdef class Loss:
             return _MISS
         cdef int reduction = 0
         cdef int nthreads = 0
-        cdef object out = None
-        cdef PyObject *pk
-        cdef PyObject *pv
-        cdef Py_ssize_t pos = 0
-        if kwargs:
-            while PyDict_Next(kwargs, &pos, &pk, &pv):
-                key = <object>pk
-                v = <object>pv
-                if key == _S_OUT:
-                    out = v
-                elif key == _S_RED:
-                    if v == _S_MEAN:
-                        reduction = 0
-                    elif v == _S_SUM:
-                        reduction = 1
-                    elif v == _S_NONE:
-                        reduction = 2
-                    else:
-                        return _MISS
-                elif key == _S_NT:
-                    if v is None:
-                        pass
-                    elif type(v) is int and v >= 1:
-                        nthreads = v
-                    else:
-                        return _MISS
-                elif v is None and (key == _S_SW or key == _S_AX or key in self.param_names):
-                    pass
-                else:
+        cdef bint has_params = False
+        cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params)
+        if out is _MISS:
+            return _MISS
+        if has_params:
+            # only the defaults run here: a parameter given as None where None
+            # is its default (ignore_index, class_weight); anything else --
+            # other values, and None where it is an error -- goes to the
+            # generic path, which checks and reports it
+            for key in self.param_names:
+                if key in kwargs and (kwargs[key] is not None or key not in self.none_ok):
                     return _MISS
         cdef cnp.ndarray o
         if out is not None:
