@@ -5,6 +5,7 @@ resolution, broadcasting, weights, reductions, axis, out=, threads.
 calls when its compiled fast path does not apply.  Every check happens
 before any output is written.
 """
+import math
 import operator
 import warnings
 
@@ -196,16 +197,46 @@ def _empty_mean_warning(where):
     warnings.warn(f"{where}: mean over zero total weight", RuntimeWarning, stacklevel=4)
 
 
-def mean_scale(reduction, wsum):
-    """What multiplies the derivatives of a full reduction."""
+def mean_scale(reduction, wsum, cdt):
+    """(scale, wfactor, wsum') for the derivatives of a full reduction.
+
+    The kernels write scale * w * dl with scale = 1/sum(w) rounded to the
+    compute dtype cdt.  Where 1/sum(w) is not a normal number of cdt (a
+    subnormal or tiny total weight: 1/1e-310 overflows float64, 1/1e-39
+    float32) the weights are to be multiplied by wfactor, an exact power of
+    two, first: then scale = 1/wsum' with wsum' = wsum * wfactor, and
+    scale * (w * wfactor) is w/wsum as wanted.  The kernel's weighted sum is
+    then wfactor times the unscaled one, which finish_full(..., wsum') divides
+    out.  wfactor is 1.0 in every ordinary call."""
     if reduction != "mean":
-        return 1.0
-    return 1.0 / wsum if wsum != 0 else 0.0
+        return 1.0, 1.0, wsum
+    if wsum == 0:
+        return 0.0, 1.0, wsum
+    if not math.isfinite(wsum):
+        return 1.0 / wsum, 1.0, wsum
+    fi = np.finfo(cdt)
+    # wsum = m 2**e, m in [0.5, 1): 1/wsum in (2**-e, 2**(1-e)] is a normal
+    # number of cdt for e in [2 - maxexp, -minexp]
+    e = math.frexp(wsum)[1]
+    k = min(max(e, 2 - fi.maxexp), -fi.minexp) - e
+    if k == 0:
+        return 1.0 / wsum, 1.0, wsum
+    wsum = math.ldexp(wsum, k)
+    return 1.0 / wsum, math.ldexp(1.0, k), wsum
+
+
+def scaled_weights(w, wfactor, cdt):
+    """w * wfactor in cdt (a new array; w itself when wfactor is 1)."""
+    if wfactor == 1.0:
+        return w
+    with np.errstate(over="ignore", under="ignore"):
+        return np.multiply(w, cdt.type(wfactor), dtype=cdt)
 
 
 def finish_full(where, reduction, s, wsum, want_val, odt):
     """The value of a full reduction from the kernel's weighted sum s (shared
-    by every family); warns for a mean over zero weight, derivatives too."""
+    by every family); warns for a mean over zero weight, derivatives too.
+    wsum is the (possibly rescaled, see mean_scale) total weight of s."""
     if reduction == "mean" and wsum == 0:
         _empty_mean_warning(where)
     if not want_val:
@@ -292,10 +323,13 @@ def _elementwise_compute(where, method, reduction, axis, kid, params,
         if reduction == "mean":
             if w is None:
                 wsum = float(n)
+            elif n == 0:
+                wsum = 0.0          # no element: whatever the (broadcast) weights hold
             else:
-                wsum = float(np.sum(w0, dtype=np.float64)) * (n // max(w0.size, 1)) \
-                    if w0.size else 0.0
-            scale = mean_scale(reduction, wsum)
+                wsum = float(np.sum(w0, dtype=np.float64)) * (n // w0.size)
+            scale, wfactor, wsum = mean_scale(reduction, wsum, cdt)
+            if wfactor != 1.0:
+                w = np.broadcast_to(scaled_weights(w0, wfactor, cdt), shape)
         else:
             wsum, scale = None, 1.0
         mode = (_core.MODE_SUM if want_val else 0) | deriv_mode

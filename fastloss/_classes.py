@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from ._api import (GRAD, HESSIAN, VALUE, VALUE_AND_GRAD, _empty_mean_warning, as_array,
-                   finish_full, mean_scale,
+                   finish_full, mean_scale, scaled_weights,
                    _check_kind, _deriv_buffer, _finish_deriv, check_out, check_threads,
                    normalize_axis, resolve_pred)
 
@@ -145,7 +145,13 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
 
     value = None
     if reduction != "none" and axis is None:
-        s = call(sw, None, mean_scale(reduction, wsum))
+        scale, wfactor, wsum = mean_scale(reduction, wsum, cdt)
+        swk = sw
+        if wfactor != 1.0:
+            # every denominator is linear in the sample weights: scaling them
+            # by a power of two scales wsum alike (see mean_scale)
+            swk = scaled_weights(np.ones(sample_shape, cdt) if sw is None else sw, wfactor, cdt)
+        s = call(swk, None, scale)
         value = finish_full(where, reduction, s, wsum, want_val, odt)
     elif reduction == "none":
         v = np.empty(sample_shape, dtype=cdt)
