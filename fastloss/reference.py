@@ -861,8 +861,10 @@ class ReferenceLoss:
         if self.prepare is not None:
             params = self.prepare(self.name, p, t, params)
         parts = self.fn(p, t, **params)
-        # NaN in an element's inputs gives NaN in all three outputs
-        nan = np.isnan(p) | np.isnan(t)
+        # NaN in an element's inputs gives NaN in all three outputs, and so do
+        # y_pred and y_true the same infinity (d = inf - inf is NaN: "NaN
+        # propagates"; no loss has a limit there)
+        nan = np.isnan(p) | np.isnan(t) | (np.isinf(p) & (p == t))
         parts = parts.map(
             lambda x: np.where(nan, np.nan, np.broadcast_to(x, p.shape)).astype(dt, copy=False)
         )

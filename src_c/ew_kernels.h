@@ -7,7 +7,8 @@
  *   PRM     the parameter struct {T a, b, c, d}
  * Every kernel is branch-free (selects only), so the driver's loops
  * vectorize, and the compiler drops whatever outputs a loop does not store.
- * NaN inputs are handled once by the driver, not here.  Infinite inputs must
+ * NaN inputs -- and p and t the same infinity, where d = inf - inf -- are
+ * handled once by the driver, not here.  Infinite inputs must
  * give the mathematical limit: avoid 0*inf wherever a coefficient can be 0.
  *
  * Signature: K(p, t, x, prm, &l, &g, &h); x is the auxiliary operand
@@ -17,7 +18,8 @@
 #define KERNEL(name) \
     FL_INLINE void SFX(k_##name)(T p, T t, T x, const PRM *prm, T *l, T *g, T *h)
 
-/* sign(d) with 0 at 0 (NaN handled by the driver) */
+/* sign(d) with 0 at 0 (NaN d -- NaN inputs or inf - inf -- is handled by
+ * the driver) */
 #define SIGN0(d) ((d) > 0 ? C(1) : ((d) < 0 ? C(-1) : C(0)))
 
 KERNEL(mse)
@@ -45,16 +47,21 @@ KERNEL(huber)
     *h = quad ? C(1) : C(0);
 }
 
-/* beta = prm->a >= 0; linear side at |d| == beta (so beta == 0 is mae) */
+/* beta = prm->a >= 0; linear side at |d| == beta (so beta == 0 is mae).
+ * d/beta is formed as (d*sc) * (1/(beta*sc)) with sc = 2**64 for beta < 1:
+ * sc is exact, and 1/(beta*sc) stays finite for a subnormal beta, whose
+ * 1/beta overflows (d*sc cannot: |d| < beta there). */
 KERNEL(smooth_l1)
 {
     (void)x;
     T beta = prm->a, d = p - t, ad = d < 0 ? -d : d;
-    int lin = ad >= beta;
-    T inv = lin ? C(0) : C(1) / beta;     /* never divides by beta == 0 */
-    *l = lin ? ad - C(0.5) * beta : C(0.5) * d * d * inv;
-    *g = lin ? SIGN0(d) : d * inv;
-    *h = inv;
+    int quad = ad < beta;
+    const T sc = beta < C(1) ? C(18446744073709551616.0) : C(1);
+    const T inv = C(1) / (beta * sc);
+    T q = (d * sc) * inv;                 /* d / beta on the quadratic side */
+    *l = quad ? C(0.5) * d * q : ad - C(0.5) * beta;
+    *g = quad ? q : SIGN0(d);
+    *h = quad ? inv * sc : C(0);
 }
 
 /* log(cosh d) with m = expm1(-|d|) (relatively accurate for every |d|):
@@ -90,7 +97,8 @@ KERNEL(quantile)
 }
 
 /* exp(p) - t p, p a log-rate.  t == 0 contributes 0 even at p = -inf; the
- * limit at p = +inf is +inf. */
+ * limit at p = +inf is +inf for every finite t (and for t = -inf).  At
+ * p = t = +inf, an indeterminate form, the driver gives NaN. */
 KERNEL(poisson)
 {
     (void)x; (void)prm;
@@ -115,7 +123,9 @@ KERNEL(tweedie)
 }
 
 /* binary cross-entropy on probabilities, each log clamped at -100 (PyTorch);
- * the derivatives are those of the clamped expression (0 where clamped). */
+ * the derivatives are those of the clamped expression (0 where clamped).
+ * t/p, not t * (1/p): in float32 1/p overflows for a subnormal p (>= e^-100
+ * is not clamped), and 0 * inf would be NaN where the derivative is 1. */
 KERNEL(bce)
 {
     (void)x; (void)prm;
@@ -124,9 +134,9 @@ KERNEL(bce)
     lp = okp ? lp : C(-100);
     lq = okq ? lq : C(-100);
     *l = -(t * lp + u * lq);
-    T ip = okp ? C(1) / p : C(0), iq = okq ? C(1) / q : C(0);
-    *g = u * iq - t * ip;
-    *h = t * ip * ip + u * iq * iq;
+    T tp = okp ? t / p : C(0), uq = okq ? u / q : C(0);
+    *g = uq - tp;
+    *h = (okp ? tp / p : C(0)) + (okq ? uq / q : C(0));
 }
 
 /* binary cross-entropy on a logit p with positive-class weight x:

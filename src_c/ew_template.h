@@ -27,27 +27,31 @@ typedef struct {
 
 typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
 
-/* One element: the kernel, NaN propagation (a NaN in p or t gives NaN in
- * every output; p + t is then NaN), weights, and the stores MODE asks for.
- * The value's contribution goes to SUMTO. */
+/* One element: the kernel, NaN propagation, weights, and the stores MODE
+ * asks for.  The value's contribution goes to SUMTO.
+ * NaN propagation: a NaN in p or t, or p and t the same infinity (so that
+ * d = p - t is inf - inf), gives NaN in every output -- dn = p - t is then
+ * NaN, and is what is stored (one subtraction and one comparison: no more
+ * than testing p and t separately). */
 #define EW_BODY(NAME, AUX, MODE, W, I, SUMTO)                                  \
     {                                                                          \
         T pi = p_[I], ti = t_[I], li, gi, hi;                                  \
         SFX(k_##NAME)(pi, ti, (AUX) ? x_[I] : (T)1, &prm_, &li, &gi, &hi);     \
-        int nan_ = (pi != pi) | (ti != ti);                                    \
+        T dn_ = pi - ti;                                                       \
+        int nan_ = dn_ != dn_;                                                 \
         T wi = (W) ? w_[I] : (T)1;                                             \
         if ((MODE) & (FL_SUM | FL_VAL)) {                                      \
-            li = nan_ ? pi + ti : li;                                          \
+            li = nan_ ? dn_ : li;                                              \
             T wl = (W) ? wi * li : li;                                         \
             if ((MODE) & FL_SUM) SUMTO += (double)wl;                          \
             if ((MODE) & FL_VAL) v_[I] = wl;                                   \
         }                                                                      \
         if ((MODE) & FL_GRAD) {                                                \
-            gi = nan_ ? pi + ti : gi;                                          \
+            gi = nan_ ? dn_ : gi;                                              \
             g_[I] = ((W) ? sc_ * wi : sc_) * gi;                               \
         }                                                                      \
         if ((MODE) & FL_HESS) {                                                \
-            hi = nan_ ? pi + ti : hi;                                          \
+            hi = nan_ ? dn_ : hi;                                              \
             h_[I] = ((W) ? sc_ * wi : sc_) * hi;                               \
         }                                                                      \
     }

@@ -1168,6 +1168,45 @@ def test_nan_propagates(spec):
             assert np.array_equal(np.isnan(ax), [False, True, False]), f"{what}: {ax}"
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_same_infinity_is_nan(spec):
+    """y_pred and y_true the same infinity: d = inf - inf, and no loss has a
+    limit there (poisson's exp(p) - t p is inf - inf).  The element is
+    treated as one with a NaN input: NaN value, gradient and Hessian there
+    only, in fastloss (fast and generic paths) and the reference alike.
+    Skipped where the reference rejects the infinite data (probabilities,
+    hinge labels, tweedie's targets >= 0)."""
+    L = loss_of(spec)
+    p, t, kw = data(spec, (3, 5), np.float64, seed=17)
+    nan = np.zeros((3, 5), bool)
+    nan[1, 3] = True
+    tested = 0
+    for inf in (np.inf, -np.inf):
+        pp, tt = p.copy(), t.copy()
+        pp[1, 3] = tt[1, 3] = inf
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                L.reference(pp, tt, **kw)
+        except ValueError:
+            continue
+        tested += 1
+        for dtype in (np.float64, np.float32):
+            for extra in ({}, {"sample_weight": np.ones(5)}):
+                for m in ("value", "grad", "hessian"):
+                    what = f"{spec.name} {inf} {np.dtype(dtype).name} {m} {extra}"
+                    r = call(L, m, pp.astype(dtype), tt.astype(dtype), reduction="none",
+                             **kw, **extra)
+                    assert np.array_equal(np.isnan(r), nan), f"{what}: {r}"
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        ref = call(L.reference, m, pp.astype(dtype), tt.astype(dtype),
+                                   reduction="none", **kw, **extra)
+                    assert np.array_equal(np.isnan(ref), nan), f"reference {what}: {ref}"
+    if spec.name not in ("binary_cross_entropy", "hinge", "squared_hinge"):
+        assert tested, "no infinite target accepted"
+
+
 def _limits():
     inf = math.inf
     return [

@@ -1415,13 +1415,21 @@ def test_found_smooth_l1_subnormal_beta(beta):
 @pytest.mark.parametrize("name", ["mae", "huber", "quantile"])
 def test_found_derivative_where_d_is_nan(name):
     """y_pred and y_true the same infinity: d = inf - inf is NaN, the value
-    is NaN, and so must the gradient be ("NaN propagates"; the reference:
-    NaN for mae and huber), not 0 (mae, huber) or 1 - q (quantile)."""
+    is NaN, and so must the gradient be ("NaN propagates"), not 0 (mae,
+    huber) or 1 - q (quantile).  The reference gave NaN for mae and huber but
+    -q for quantile (its np.where sent the NaN residual to the r >= 0
+    side).  Both now treat such an element as one with a NaN input (NaN
+    value, gradient and Hessian, for every elementwise loss)."""
     p = t = np.array([np.inf, -np.inf])
     value = fl.get(name)(p, t, reduction="none")
     assert np.all(np.isnan(value))
     got = fl.get(name).grad(p, t, reduction="none")
     assert np.all(np.isnan(got)), f"value {value}, gradient {got}"
+    want = fl.get(name).reference.grad(p, t, reduction="none")
+    assert np.all(np.isnan(want)), f"reference gradient {want}"
+    for L in (fl.get(name), fl.get(name).reference):
+        h = L.hessian(p, t, reduction="none")
+        assert np.all(np.isnan(h)), f"hessian {h}"
 
 
 def test_found_poisson_inf_minus_inf():
