@@ -267,7 +267,7 @@ def _run_elementwise(loss, where, method, reduction, y_pred, y_true, kwargs):
     if kwargs.get("sample_weight") is not None:
         w, w0 = resolve_operand(where, "sample_weight", kwargs["sample_weight"], cdt, shape)
     axis = normalize_axis(where, kwargs.get("axis"), p.ndim, reduction)
-    params = spec.pack(kwargs)
+    params = spec.pack(kwargs, cdt)
     kernel = spec.kernel
     x = None
     for ap in spec.array_params:

@@ -410,8 +410,9 @@ cdef class Loss:
     cdef int cls_kernel      # class-axis kernel id for the fast path, -1: none
     cdef double cls_margin   # multi_margin defaults
     cdef int cls_power
-    cdef fl_params dparams   # default parameters, packed
-    cdef object pack_params  # spec.pack_fast(kwargs) -> params tuple or None
+    cdef fl_params dparams32 # default parameters, packed for the float32 kernels
+    cdef fl_params dparams64 # ... and for the float64 kernels
+    cdef object pack_params  # spec.pack_fast(kwargs, dtype) -> params tuple or None
     cdef frozenset param_names
     cdef frozenset none_ok   # parameters for which None is the default (no error)
     cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open, hi_open), ...)
@@ -427,7 +428,10 @@ cdef class Loss:
         self.none_ok = frozenset([p.name for p in spec.params if p.allow_none]
                                  + [a.name for a in spec.array_params])
         if self.kernel >= 0:
-            self.dparams.a, self.dparams.b, self.dparams.c, self.dparams.d = spec.pack_fast({})
+            self.dparams32.a, self.dparams32.b, self.dparams32.c, self.dparams32.d = \
+                spec.pack_fast({}, np.float32)
+            self.dparams64.a, self.dparams64.b, self.dparams64.c, self.dparams64.d = \
+                spec.pack_fast({}, np.float64)
         else:
             self.kernel = -1
         self.checks = tuple((0 if c.arg == "y_pred" else 1, c.domain.lo, c.domain.hi,
@@ -554,12 +558,13 @@ cdef class Loss:
         cdef int reduction = 0           # 0 mean, 1 sum, 2 none
         cdef int nthreads = 0
         cdef bint has_params = False
-        cdef fl_params prm = self.dparams
+        cdef fl_params prm = self.dparams32 if tn == cnp.NPY_FLOAT else self.dparams64
         cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params)
         if out is _MISS:
             return _MISS
         if has_params:
-            packed = self.pack_params(kwargs)   # raises on a bad value, as the generic path does
+            # raises on a bad value, as the generic path does
+            packed = self.pack_params(kwargs, np.float32 if tn == cnp.NPY_FLOAT else np.float64)
             if packed is None:
                 return _MISS
             prm.a, prm.b, prm.c, prm.d = packed

@@ -44,6 +44,7 @@ class Domain:
 
 POSITIVE = Domain(0.0, lo_open=True)
 NONNEGATIVE = Domain(0.0)
+FINITE_NONNEGATIVE = Domain(0.0, math.inf, hi_open=True)
 UNIT_OPEN = Domain(0.0, 1.0, True, True)
 UNIT = Domain(0.0, 1.0)
 REAL = Domain()
@@ -120,31 +121,73 @@ class LossSpec:
     kernel_with_array: Optional[str] = None
     # class losses: whether y_true may be class probabilities
     accepts_probabilities: bool = True
+    # (checked parameter values, compute dtype) -> the (a, b, c, d) slots, for
+    # kernels that take quantities derived from the parameters (see pack)
+    derive: Optional[Callable] = None
     fast_kernel: int = field(default=-1, init=False)
 
     @property
     def param_names(self):
         return tuple(p.name for p in self.params) + tuple(a.name for a in self.array_params)
 
-    def pack(self, values):
-        """Scalar parameters (checked) -> (a, b, c, d) for the kernel."""
+    def pack(self, values, cdt=np.float64):
+        """Scalar parameters (checked) -> (a, b, c, d) for the kernel of the
+        compute dtype cdt.
+
+        The slots are doubles; the float32 kernels round them to float32.
+        Kernels that need a quantity derived from a parameter get it from
+        `derive`, formed here in double precision and rounded once, so that
+        rounding the parameter itself cannot move it onto the edge of its
+        domain (tweedie's 2 - power and 1 - power, quantile's q - 1)."""
+        checked = {p.name: p.check(self.name, values.get(p.name, p.default))
+                   for p in self.params}
+        if self.derive is not None:
+            a, b, c, d = self.derive(checked, np.dtype(cdt))
+            return (float(a), float(b), float(c), float(d))
         slots = {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}
         for p in self.params:
-            v = values.get(p.name, p.default)
             if p.slot is not None:
-                slots[p.slot] = p.check(self.name, v)
-            else:
-                p.check(self.name, v)
+                slots[p.slot] = checked[p.name]
         return (slots["a"], slots["b"], slots["c"], slots["d"])
 
-    def pack_fast(self, kwargs):
+    def pack_fast(self, kwargs, cdt):
         """For the compiled fast path: the packed scalar parameters taken
         from kwargs (other keys ignored), or None when the call needs the
         generic path (array parameters given)."""
         for a in self.array_params:
             if kwargs.get(a.name) is not None:
                 return None
-        return self.pack(kwargs)
+        return self.pack(kwargs, cdt)
+
+
+_F32_TRUE_MIN = float(np.finfo(np.float32).smallest_subnormal)
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _derive_quantile(v, cdt):
+    """q and q - 1 (exact in double; q - 1 stays below 0 in float32 when q
+    rounds to 1).  q > 0 stays > 0 in float32 (q * inf is inf, not NaN): a
+    q below the smallest float32 subnormal is taken as that subnormal (an
+    absolute change below 1.5e-45)."""
+    q = v["q"]
+    if cdt == np.float32:
+        q = max(q, _F32_TRUE_MIN)
+    return q, v["q"] - 1.0, 0.0, 0.0
+
+
+def _derive_tweedie(v, cdt):
+    """2 - power and 1 - power, exact in double for power in (1, 2); in
+    float32 power itself would round to 1 or 2 near the edges."""
+    rho = v["power"]
+    return 2.0 - rho, 1.0 - rho, 0.0, 0.0
+
+
+def _derive_focal(v, cdt):
+    """alpha (-1: none) and gamma, capped at the largest float32: for any
+    gamma beyond it m**gamma is 0 for every m < 1 representable in float32 or
+    float64 and 1 at m = 1, so the cap changes no result, while gamma rounded
+    to inf in float32 would make inf * log(1) = NaN."""
+    return v["alpha"], min(v["gamma"], _F32_MAX), 0.0, 0.0
 
 
 def _row(name, kernel, summary, formula, params=(), **kw):
@@ -165,13 +208,15 @@ TABLE = [
     _row("log_cosh", "log_cosh", "Log-cosh loss", "log(cosh(d)), without overflow"),
     _row("quantile", "quantile", "Quantile (pinball) loss",
          "max(q*(y_true - y_pred), (q - 1)*(y_true - y_pred))",
-         [Param("q", 0.5, UNIT_OPEN, "a", doc="the quantile, in (0, 1)")]),
+         [Param("q", 0.5, UNIT_OPEN, "a", doc="the quantile, in (0, 1)")],
+         derive=_derive_quantile),
     _row("poisson", "poisson", "Poisson deviance on a log-rate",
          "exp(y_pred) - y_true*y_pred  (y_pred is a log-rate)"),
     _row("tweedie", "tweedie", "Tweedie deviance with log link (HalfTweedieLoss)",
          "exp((2-power)*y_pred)/(2-power) - y_true*exp((1-power)*y_pred)/(1-power)",
          [Param("power", 1.5, Domain(1.0, 2.0, True, True), "a", doc="Tweedie power, in (1, 2)")],
-         checks=(DataCheck("y_true", NONNEGATIVE, "non-negative targets"),)),
+         checks=(DataCheck("y_true", NONNEGATIVE, "non-negative targets"),),
+         derive=_derive_tweedie),
     # ------------------------------------------------------- binary
     _row("binary_cross_entropy", "bce", "Binary cross-entropy on probabilities",
          "-(t*log(p) + (1-t)*log(1-p)), each log clamped at -100",
@@ -187,7 +232,8 @@ TABLE = [
          "alpha_t * bce_with_logits(x, t) * (1 - p_t)**gamma",
          [Param("alpha", 0.25, UNIT, "a", allow_none=True, none_value=-1.0,
                 doc="positive-class weight in [0, 1]; None: no weighting"),
-          Param("gamma", 2.0, NONNEGATIVE, "b", doc="focusing exponent >= 0")]),
+          Param("gamma", 2.0, FINITE_NONNEGATIVE, "b", doc="focusing exponent, finite, >= 0")],
+         derive=_derive_focal),
     _row("hinge", "hinge", "Hinge loss",
          "max(0, 1 - s*x), labels s in {-1, +1} (0 means -1)"),
     _row("squared_hinge", "squared_hinge", "Squared hinge loss",

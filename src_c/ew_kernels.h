@@ -85,14 +85,15 @@ KERNEL(log_cosh)
     *h = s * s;
 }
 
-/* pinball loss, q = prm->a in (0, 1); r = t - p; gradient -q at r == 0 */
+/* pinball loss, q = prm->a in (0, 1) and prm->b = q - 1 (formed in double:
+ * see _table.py); r = t - p; gradient -q at r == 0 */
 KERNEL(quantile)
 {
     (void)x;
-    T q = prm->a, r = t - p;
+    T q = prm->a, qm1 = prm->b, r = t - p;
     int pos = r >= 0;
-    *l = pos ? q * r : (q - C(1)) * r;
-    *g = pos ? -q : C(1) - q;
+    *l = pos ? q * r : qm1 * r;
+    *g = pos ? -q : -qm1;
     *h = C(0);
 }
 
@@ -109,12 +110,14 @@ KERNEL(poisson)
     *g = e - t; *h = e;
 }
 
-/* HalfTweedieLoss with log link, power rho = prm->a in (1, 2):
- *   exp((2-rho) p) / (2-rho) - t exp((1-rho) p) / (1-rho) */
+/* HalfTweedieLoss with log link, power rho in (1, 2):
+ *   exp((2-rho) p) / (2-rho) - t exp((1-rho) p) / (1-rho)
+ * prm->a = 2 - rho and prm->b = 1 - rho, formed in double (see _table.py):
+ * in float32 rho itself rounds to 1 or 2 near the edges of its domain. */
 KERNEL(tweedie)
 {
     (void)x;
-    T rho = prm->a, a2 = C(2) - rho, a1 = C(1) - rho;
+    T a2 = prm->a, a1 = prm->b;
     T e2 = VM(exp)(a2 * p), e1 = VM(exp)(a1 * p);
     T te1 = t == 0 ? C(0) : t * e1;
     *l = e2 / a2 - te1 / a1;

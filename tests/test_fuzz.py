@@ -36,8 +36,9 @@ class_axis, keywords).  Then:
 
 Oracle and tolerances.  Inputs are first rounded to the compute dtype ``cd``
 (float32 for float16/float32 y_pred, float64 otherwise) as fastloss does, and
-so are real scalar parameters (the float32 kernels take them in float32)
-unless rounding moves them out of their domain.  ``hi`` is the reference
+so are real scalar parameters (the float32 kernels take them, or
+quantities derived from them in double, in float32) unless rounding moves
+them out of their domain.  ``hi`` is the reference
 evaluated on those values in higher precision (float64 for cd = float32; x87
 long double for cd = float64), ``lo`` the reference on the call as given
 (computed in ``cd``: for cd = float64 that is the float64 reference).  A
@@ -1453,7 +1454,7 @@ def test_found_hinge_labels_outside_minus1_0_1(name, label):
 
 
 def test_found_sigmoid_focal_infinite_gamma():
-    """gamma must be finite (the reference: ValueError); fastloss accepts
+    """gamma must be finite (the reference: ValueError); fastloss accepted
     gamma=inf."""
     p, t = np.array([0.3, -0.2]), np.array([0.0, 1.0])
     with pytest.raises(ValueError):
