@@ -167,9 +167,11 @@ def check_values(where, arg, arr, domain, what):
     """Data check: every value of arr in domain (NaN passes)."""
     if arr.size == 0:
         return
-    lo, hi = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
-    if np.isnan(lo) or (bool(domain.contains(lo)) and bool(domain.contains(hi))):
-        return
+    if domain.values is None:
+        # an interval holds everything if it holds the extremes
+        lo, hi = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
+        if np.isnan(lo) or (bool(domain.contains(lo)) and bool(domain.contains(hi))):
+            return
     bad = ~domain.contains(arr)
     if not bad.any():
         return

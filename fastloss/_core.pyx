@@ -92,6 +92,8 @@ cdef extern from "fastloss.h" nogil:
     int fl_ce_simd_get()
     int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
+    int fl_notin_f32(const float *v, fl_idx n, const double *vals, int nvals)
+    int fl_notin_f64(const double *v, fl_idx n, const double *vals, int nvals)
     void fl_probe_f32(const float *a, const float *b, float *o, fl_idx n, int nthreads)
     void fl_probe_f64(const double *a, const double *b, double *o, fl_idx n, int nthreads)
 
@@ -415,7 +417,8 @@ cdef class Loss:
     cdef object pack_params  # spec.pack_fast(kwargs, dtype) -> params tuple or None
     cdef frozenset param_names
     cdef frozenset none_ok   # parameters for which None is the default (no error)
-    cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open, hi_open), ...)
+    cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open,
+                             #   hi_open, allowed values or None), ...)
 
     def __init__(self, spec, reference=None):
         self.name = spec.name
@@ -435,7 +438,10 @@ cdef class Loss:
         else:
             self.kernel = -1
         self.checks = tuple((0 if c.arg == "y_pred" else 1, c.domain.lo, c.domain.hi,
-                             c.domain.lo_open, c.domain.hi_open) for c in spec.checks)
+                             c.domain.lo_open, c.domain.hi_open,
+                             None if c.domain.values is None else
+                             np.array(c.domain.values, dtype=np.float64))
+                            for c in spec.checks)
         self.cls_kernel = CLS_KERNELS[spec.kernel] if spec.family == "class" else -1
         defaults = {p.name: p.default for p in spec.params}
         self.cls_margin = defaults.get("margin", 0.0)
@@ -586,9 +592,18 @@ cdef class Loss:
         cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
         cdef void *cp
         cdef int bad
+        cdef cnp.ndarray vals
         for chk in self.checks:       # data checks; a failure is reported by the generic path
             cp = cnp.PyArray_DATA(p) if chk[0] == 0 else cnp.PyArray_DATA(t)
-            if dt == FL_F32:
+            if chk[5] is not None:    # a finite set of allowed values
+                vals = <cnp.ndarray>chk[5]
+                if dt == FL_F32:
+                    bad = fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                       <int>cnp.PyArray_SIZE(vals))
+                else:
+                    bad = fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                       <int>cnp.PyArray_SIZE(vals))
+            elif dt == FL_F32:
                 bad = fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
             else:
                 bad = fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4])

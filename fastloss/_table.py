@@ -45,6 +45,7 @@ class Domain:
 POSITIVE = Domain(0.0, lo_open=True)
 NONNEGATIVE = Domain(0.0)
 FINITE_NONNEGATIVE = Domain(0.0, math.inf, hi_open=True)
+HINGE_LABELS = Domain(values=(-1.0, 0.0, 1.0))
 UNIT_OPEN = Domain(0.0, 1.0, True, True)
 UNIT = Domain(0.0, 1.0)
 REAL = Domain()
@@ -235,9 +236,11 @@ TABLE = [
           Param("gamma", 2.0, FINITE_NONNEGATIVE, "b", doc="focusing exponent, finite, >= 0")],
          derive=_derive_focal),
     _row("hinge", "hinge", "Hinge loss",
-         "max(0, 1 - s*x), labels s in {-1, +1} (0 means -1)"),
+         "max(0, 1 - s*x), labels s in {-1, +1} (0 means -1)",
+         checks=(DataCheck("y_true", HINGE_LABELS, "labels -1 or +1 (0 means -1)"),)),
     _row("squared_hinge", "squared_hinge", "Squared hinge loss",
-         "max(0, 1 - s*x)**2, labels s in {-1, +1} (0 means -1)"),
+         "max(0, 1 - s*x)**2, labels s in {-1, +1} (0 means -1)",
+         checks=(DataCheck("y_true", HINGE_LABELS, "labels -1 or +1 (0 means -1)"),)),
 ]
 
 

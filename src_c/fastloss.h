@@ -140,6 +140,10 @@ int  fl_ce_simd_get(void);
 /* 1 if any of n contiguous values lies outside [lo, hi] (NaN passes). */
 int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);
 int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);
+/* 1 if any of n contiguous values is neither NaN nor one of vals[0..nvals)
+ * (1 <= nvals <= 4; -1 for another nvals). */
+int fl_notin_f32(const float *v, fl_idx n, const double *vals, int nvals);
+int fl_notin_f64(const double *v, fl_idx n, const double *vals, int nvals);
 
 /* Bandwidth probe: out[i] = a[i] - b[i] over n contiguous elements, with the
  * same compiler flags, dispatch and threading as the kernels. */

@@ -188,3 +188,29 @@ PROBE(double, fl_probe_f64)
 
 RANGE_CHECK(float, fl_outside_f32)
 RANGE_CHECK(double, fl_outside_f64)
+
+/* Data checks on a finite set of allowed values (e.g. hinge labels in
+ * {-1, 0, 1}): whether any of n contiguous values is neither NaN nor one of
+ * the nvals (1 to 4) values in vals.  A vectorized any-pass, as above. */
+#define SET_CHECK(T, NAME)                                                    \
+    static FL_CLONES int NAME##_any(const T *FL_RESTRICT v, fl_idx n, T a,    \
+                                    T b, T c, T d)                            \
+    {                                                                         \
+        int bad = 0;                                                          \
+        _Pragma("omp simd reduction(|:bad)")                                  \
+        for (fl_idx i = 0; i < n; i++) {                                      \
+            T x = v[i];                                                       \
+            bad |= (x == x) & (x != a) & (x != b) & (x != c) & (x != d);      \
+        }                                                                     \
+        return bad;                                                           \
+    }                                                                         \
+    int NAME(const T *v, fl_idx n, const double *vals, int nvals)             \
+    {                                                                         \
+        if (nvals < 1 || nvals > 4) return -1;                                \
+        T s[4];                                                               \
+        for (int k = 0; k < 4; k++) s[k] = (T)vals[k < nvals ? k : 0];        \
+        return NAME##_any(v, n, s[0], s[1], s[2], s[3]);                      \
+    }
+
+SET_CHECK(float, fl_notin_f32)
+SET_CHECK(double, fl_notin_f64)

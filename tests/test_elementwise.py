@@ -938,6 +938,10 @@ def error_cases(spec):
     for chk in spec.checks:
         d = chk.domain
         bad = []
+        if d.values is not None:        # a finite set: beyond it, between two values
+            bad += [min(d.values) - 1.0, max(d.values) + 1.0,
+                    (d.values[0] + d.values[1]) / 2 if len(d.values) > 1 else d.values[0] + 0.5,
+                    math.inf]
         if math.isfinite(d.lo):
             bad += [d.lo - 0.5, -math.inf]
         if math.isfinite(d.hi):
@@ -1050,19 +1054,40 @@ def test_parameter_boundaries_are_accepted(spec):
             assert np.isfinite(out), (prm.name, v, out)
 
 
-def test_hinge_labels_are_not_validated():
-    """hinge/squared_hinge map label 0 to -1 and use other labels as given
-    (no validation; the reference raises on them, see the report)."""
-    x = np.array([0.3, -0.2, 0.1, 2.0])
-    s = np.array([2.0, 0.5, -3.0, 0.0])
-    se = np.where(s == 0, -1.0, s)
-    z = 1 - se * x
-    L = needs("hinge")
-    np.testing.assert_array_equal(L(x, s, reduction="none"), np.maximum(z, 0))
-    np.testing.assert_array_equal(L.grad(x, s, reduction="none"), np.where(z > 0, -se, 0))
-    L = needs("squared_hinge")
-    np.testing.assert_array_equal(L(x, s, reduction="none"), np.maximum(z, 0) ** 2)
-    np.testing.assert_array_equal(L.grad(x, s, reduction="none"), -2 * se * np.maximum(z, 0))
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+def test_hinge_labels_are_validated(name):
+    """hinge/squared_hinge take labels -1 and +1, 0 meaning -1 (SPEC section
+    5; NaN propagates).  Any other target is a ValueError naming the loss,
+    y_true, the first bad value and its index, raised before anything is
+    written -- on the compiled fast path and the generic path alike, as the
+    reference does."""
+    L = needs(name)
+    x = np.array([0.3, -0.2, 0.1, 2.0, 1.5])
+    ok = np.array([1.0, 0.0, -1.0, np.nan, 1.0])
+    se = np.where(ok == 0, -1.0, ok)
+    z = np.maximum(1 - se * x, 0)
+    want = z if name == "hinge" else z * z
+    np.testing.assert_array_equal(L(x, ok, reduction="none"), want)
+    np.testing.assert_array_equal(L.reference(x, ok, reduction="none"), want)
+    for bad in (2.0, 0.5, -3.0, np.inf, -np.inf, -0.5, 1e-30):
+        for dtype in (np.float64, np.float32):
+            s = ok.astype(dtype)
+            s[3] = bad
+            for kw in ({}, {"reduction": "none"}, {"sample_weight": np.ones(5)}):
+                out = np.full(5, 7.0, dtype)
+                with pytest.raises(ValueError) as e:
+                    L.value_and_grad(x.astype(dtype), s, out=out, **kw)
+                msg = str(e.value)
+                assert name in msg and "y_true" in msg and "(3,)" in msg, msg
+                assert str(dtype(bad)) in msg, msg
+                assert np.all(out == 7.0), "written before the error"
+                with pytest.raises(ValueError):
+                    L.reference.value_and_grad(x.astype(dtype), s, **kw)
+    # labels of other dtypes: bool ({0, 1}) and integers
+    np.testing.assert_array_equal(L(x[:3], np.array([True, False, True]), reduction="none"),
+                                  L(x[:3], np.array([1.0, -1.0, 1.0]), reduction="none"))
+    with pytest.raises(ValueError, match="y_true"):
+        L(x[:3], np.array([1, 2, -1]))
 
 
 # =============================================================== 7. empty
@@ -1255,9 +1280,12 @@ def _limits():
 def test_limits(name, params, x, y, value, grad):
     """Infinite inputs give the mathematical limit where it exists."""
     L = needs(name)
+    # a second, ordinary element (2 elements: the vector kernel); hinge
+    # targets are labels
+    t1 = 1.0 if name in ("hinge", "squared_hinge") else 0.5
     for dtype in (np.float64, np.float32):
-        p = np.array([x, 0.5], dtype)           # 2 elements: the vector kernel
-        t = np.array([y, 0.5], dtype)
+        p = np.array([x, 0.5], dtype)
+        t = np.array([y, t1], dtype)
         kw = dict(params)
         v = L(p, t, reduction="none", **kw)[0]
         g = L.grad(p, t, reduction="none", **kw)[0]
@@ -1361,10 +1389,10 @@ def test_kinks():
     for name in ("hinge", "squared_hinge"):    # margin exactly 1: gradient 0
         if name in fl.losses:
             L = fl.get(name)
-            x = np.array([1.0, -1.0, -1.0, 0.5])
-            s = np.array([1.0, 0.0, -1.0, 2.0])
-            assert np.array_equal(L.grad(x, s, **ones), [0.0] * 4)
-            assert np.array_equal(L(x, s, **ones), [0.0] * 4)
+            x = np.array([1.0, -1.0, -1.0])
+            s = np.array([1.0, 0.0, -1.0])
+            assert np.array_equal(L.grad(x, s, **ones), [0.0] * 3)
+            assert np.array_equal(L(x, s, **ones), [0.0] * 3)
 
 
 def test_smooth_l1_with_beta_zero_is_mae():

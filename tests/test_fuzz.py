@@ -1445,7 +1445,8 @@ def test_found_poisson_inf_minus_inf():
 @pytest.mark.parametrize("label", [0.5, 2.0, np.inf, -3.0])
 def test_found_hinge_labels_outside_minus1_0_1(name, label):
     """Labels are -1 or +1 (0 means -1); the reference raises ValueError for
-    any other target, fastloss computes with it."""
+    any other target, fastloss computed with it.  Now both raise (SPEC
+    section 5: labels in {-1, +1}, {0, 1} mapped to them)."""
     p, t = np.array([0.3, -0.2]), np.array([1.0, label])
     with pytest.raises(ValueError):
         fl.get(name).reference(p, t)
