@@ -26,20 +26,24 @@ def _class_axis(where, value, ndim):
     return value % ndim
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _labels(where, yt, sample_shape, C, ignore_index):
     """Integer labels broadcast to the per-sample shape, as C-contiguous
-    int64.  Float labels must be whole, finite numbers; their range is
-    checked here (before any cast), integer labels' range in C."""
-    try:
-        b = np.broadcast_shapes(yt.shape, sample_shape)
-    except ValueError:
-        raise ValueError(f"{where}: y_true of shape {yt.shape} is neither class "
-                         f"probabilities of y_pred's shape nor labels broadcastable to "
-                         f"the per-sample shape {sample_shape}") from None
-    if b != tuple(sample_shape):
-        raise ValueError(f"{where}: labels of shape {yt.shape} would enlarge the per-sample "
-                         f"shape {sample_shape} to {b}")
-    yb = np.broadcast_to(yt, sample_shape)
+    int64, the broadcast labels as given, and the ignore_index for the
+    kernels (an int64, or None).  Float labels must be whole, finite
+    numbers; their range is checked here (before any cast), integer labels'
+    range in C.
+
+    An ignore_index outside int64 (any Python int is allowed, as for the
+    reference) can only equal labels that are themselves outside int64
+    (uint64 or float labels): those samples are ignored, and are passed to
+    the kernels as the label -1 with ignore_index -1, after every other
+    label has been checked here."""
+    if ignore_index is not None and not _INT64.min <= ignore_index <= _INT64.max:
+        return _labels_big_ignore(where, yt, sample_shape, C, ignore_index)
+    yb = _broadcast_labels(where, yt, sample_shape)
     if yt.dtype.kind == "f":
         with np.errstate(invalid="ignore"):
             ok = np.isfinite(yb) & (yb == np.floor(yb))
@@ -49,11 +53,47 @@ def _labels(where, yt, sample_shape, C, ignore_index):
         bad = ~(ok & inrange)
         if bad.any():
             _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
-        return np.ascontiguousarray(yb, dtype=np.int64), yb
-    if yt.dtype.kind == "u" and yt.dtype.itemsize == 8 and yb.size and yb.max() > np.iinfo(np.int64).max:
-        bad = yb > np.iinfo(np.int64).max
+        return np.ascontiguousarray(yb, dtype=np.int64), yb, ignore_index
+    if yt.dtype.kind == "u" and yt.dtype.itemsize == 8 and yb.size and yb.max() > _INT64.max:
+        bad = yb > _INT64.max
         _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
-    return np.ascontiguousarray(yb, dtype=np.int64), yb
+    return np.ascontiguousarray(yb, dtype=np.int64), yb, ignore_index
+
+
+def _broadcast_labels(where, yt, sample_shape):
+    try:
+        b = np.broadcast_shapes(yt.shape, sample_shape)
+    except ValueError:
+        raise ValueError(f"{where}: y_true of shape {yt.shape} is neither class "
+                         f"probabilities of y_pred's shape nor labels broadcastable to "
+                         f"the per-sample shape {sample_shape}") from None
+    if b != tuple(sample_shape):
+        raise ValueError(f"{where}: labels of shape {yt.shape} would enlarge the per-sample "
+                         f"shape {sample_shape} to {b}")
+    return np.broadcast_to(yt, sample_shape)
+
+
+def _labels_big_ignore(where, yt, sample_shape, C, ignore_index):
+    """_labels for an ignore_index outside int64 (rare: checked in NumPy)."""
+    yb = _broadcast_labels(where, yt, sample_shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # exact for any int size and label dtype (bool: as 0/1, which NumPy
+        # cannot compare with an int beyond int64 itself)
+        ign = (yb.view(np.uint8) if yb.dtype.kind == "b" else yb) == ignore_index
+        if yt.dtype.kind == "f":
+            ok = np.isfinite(yb) & (yb == np.floor(yb))
+        else:
+            ok = np.ones(yb.shape, dtype=bool)
+        ok &= (yb >= 0) & (yb < C)
+    bad = ~(ok | ign)
+    if bad.any():
+        _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
+    if not ign.any():
+        return np.ascontiguousarray(yb, dtype=np.int64), yb, None
+    y = np.full(yb.shape, -1, dtype=np.int64)
+    keep = ~ign
+    y[keep] = yb[keep]                      # checked: classes in [0, C)
+    return y, yb, -1
 
 
 def _bad_label(where, yb, flat, C):
@@ -87,7 +127,7 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
             raise ValueError(f"{where}: ignore_index cannot be used with probability targets")
         tp = np.ascontiguousarray(yt, dtype=cdt)
     else:
-        y, ylab = _labels(where, yt, sample_shape, C, ignore_index)
+        y, ylab, ignore_index = _labels(where, yt, sample_shape, C, ignore_index)
 
     sw = sw0 = None
     if kwargs.get("sample_weight") is not None:

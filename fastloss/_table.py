@@ -33,6 +33,13 @@ class Domain:
             ok &= (v < self.hi) if self.hi_open else (v <= self.hi)
         return ok | np.isnan(v)
 
+    def contains_int(self, v):
+        """Membership of a Python int of any size (exact comparisons)."""
+        if self.values is not None:
+            return v in self.values
+        ok = (v > self.lo) if self.lo_open else (v >= self.lo)
+        return ok and ((v < self.hi) if self.hi_open else (v <= self.hi))
+
     def __str__(self):
         if self.values is not None:
             return "{" + ", ".join(f"{x:g}" for x in self.values) + "}"
@@ -79,7 +86,7 @@ class Param:
             except TypeError:
                 raise TypeError(f"{loss}: {self.name} must be an integer, got "
                                 f"{type(value).__name__}") from None
-            if not bool(self.domain.contains(v)):
+            if not self.domain.contains_int(v):
                 raise ValueError(f"{loss}: {self.name} must be in {self.domain}, got {value!r}")
             return v
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

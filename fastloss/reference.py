@@ -994,7 +994,10 @@ def _labels(name, y, C, ignore):
             bad_num = ~np.isfinite(y) | (y != np.floor(y))
         _first_bad(name, "y_true", y, bad_num,
                    "whole-number class labels (not NaN, inf or fractional)")
-    ign = (y == ignore) if ignore is not None else np.zeros(y.shape, bool)
+    # (bool labels compared as 0/1: NumPy cannot compare a bool array with an
+    # int beyond int64, such as ignore_index=2**63)
+    ign = ((y.astype(np.uint8) if y.dtype.kind == "b" else y) == ignore) \
+        if ignore is not None else np.zeros(y.shape, bool)
     bad = ~ign & ((y < 0) | (y >= C))
     expect = f"a class label in [0, {C})" + (
         f" or ignore_index={ignore}" if ignore is not None else ""

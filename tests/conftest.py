@@ -72,9 +72,4 @@ def pytest_collection_modifyitems(config, items):
 
 # the exact test ids that failed at the commit that added the list
 _FAILING_AT_HEAD = {
-    'test_fuzz.py::test_fuzz[cross_entropy]',
-    'test_fuzz.py::test_fuzz[nll]',
-    'test_fuzz.py::test_fuzz[multi_margin]',
-    'test_fuzz.py::test_found_huge_integer_parameters[2**63]',
-    'test_fuzz.py::test_found_huge_integer_parameters[2**70]',
 }

@@ -793,6 +793,12 @@ def _axis(c):
     return tuple(axis) if isinstance(axis, list) else axis
 
 
+def _not_ignored(y, ii):
+    """y != ignore_index, also for bool labels and an ignore_index beyond
+    int64 (which NumPy cannot compare with a bool array)."""
+    return (y.astype(np.uint8) if y.dtype.kind == "b" else y) != ii
+
+
 def denominator_weights(c, cd):
     """Per-sample weight in the denominator of "mean" (SPEC section 5):
     s, times cw[y] [y != ignore_index] for cross_entropy / nll with labels."""
@@ -803,7 +809,7 @@ def denominator_weights(c, cd):
         C = c.class_info[1]
         y = np.broadcast_to(np.asarray(c.y_true), S)
         ii = c.kw.get("ignore_index")
-        valid = np.ones(S, bool) if ii is None else (y != ii)
+        valid = np.ones(S, bool) if ii is None else _not_ignored(y, ii)
         yi = np.where(valid, y, 0).astype(np.int64)
         cw = c.kw.get("class_weight")
         cw = np.ones(max(C, 1)) if cw is None else upcast(cw, cd, np.float64)
@@ -905,7 +911,7 @@ def _class_arrays(f, hp, ht, hkw):
         return z, np.moveaxis(np.asarray(ht), k, -1), None, cw, C
     y = np.broadcast_to(np.asarray(ht), S)
     ii = hkw.get("ignore_index")
-    valid = np.ones(S, bool) if ii is None else (y != ii)
+    valid = np.ones(S, bool) if ii is None else _not_ignored(y, ii)
     with np.errstate(all="ignore"):
         yi = np.where(valid, y, 0).astype(np.int64)
     return z, yi, valid, cw, C
@@ -1522,12 +1528,22 @@ def test_found_huge_integer_parameters(bad):
     """ignore_index beyond int64: the reference ignores nothing; fastloss
     raises OverflowError / a TypeError from np.isnan whose message names
     neither the loss nor the argument.  class_axis 2**70: ValueError
-    (AxisError) expected, TypeError raised."""
+    (AxisError) expected, TypeError raised.  Labels that do equal such an
+    ignore_index (uint64 or float labels) are ignored, as by the reference.
+    Bool labels: the reference raised OverflowError itself (NumPy cannot
+    compare a bool array with an int beyond int64); it now compares them as
+    0/1 and ignores nothing."""
     z, y = np.zeros((2, 3)), np.array([0, 1])
     want = fl.cross_entropy.reference(z, y, ignore_index=bad)
     assert fl.cross_entropy(z, y, ignore_index=bad) == pytest.approx(want)
     with pytest.raises(ValueError, match="cross_entropy"):
         fl.cross_entropy(z, y, class_axis=bad)
+    z = np.random.default_rng(0).standard_normal((3, 3))
+    for y in (np.array([True, False, True]), np.array([0, 2, bad], np.uint64)
+              if bad < 2**64 else np.array([0.0, 2.0, float(bad)])):
+        for method in ("value", "grad"):
+            got, want = _both("cross_entropy", method, z, y, ignore_index=bad)
+            assert _same(got, want), f"{y.dtype} {method}: got {got}, expected {want}"
 
 
 def test_found_empty_mean_with_nan_weight_warns():
