@@ -29,6 +29,13 @@ def _class_axis(where, value, ndim):
 _INT64 = np.iinfo(np.int64)
 
 
+def _for_kernel(a, dtype):
+    """a as the class kernels read it: C-contiguous, aligned and native, of
+    dtype (a copy only where needed; np.ascontiguousarray keeps an unaligned
+    contiguous array as it is, and the kernels' loads would be misaligned)."""
+    return np.require(a, dtype=dtype, requirements=["C", "A"])
+
+
 def _labels(where, yt, sample_shape, C, ignore_index):
     """Integer labels broadcast to the per-sample shape, as C-contiguous
     int64, the broadcast labels as given, and the ignore_index for the
@@ -53,11 +60,11 @@ def _labels(where, yt, sample_shape, C, ignore_index):
         bad = ~(ok & inrange)
         if bad.any():
             _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
-        return np.ascontiguousarray(yb, dtype=np.int64), yb, ignore_index
+        return _for_kernel(yb, np.int64), yb, ignore_index
     if yt.dtype.kind == "u" and yt.dtype.itemsize == 8 and yb.size and yb.max() > _INT64.max:
         bad = yb > _INT64.max
         _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
-    return np.ascontiguousarray(yb, dtype=np.int64), yb, ignore_index
+    return _for_kernel(yb, np.int64), yb, ignore_index
 
 
 def _broadcast_labels(where, yt, sample_shape):
@@ -89,7 +96,7 @@ def _labels_big_ignore(where, yt, sample_shape, C, ignore_index):
     if bad.any():
         _bad_label(where, yb, int(np.flatnonzero(bad.ravel())[0]), C)
     if not ign.any():
-        return np.ascontiguousarray(yb, dtype=np.int64), yb, None
+        return _for_kernel(yb, np.int64), yb, None
     y = np.full(yb.shape, -1, dtype=np.int64)
     keep = ~ign
     y[keep] = yb[keep]                      # checked: classes in [0, C)
@@ -125,7 +132,7 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
                              f"probabilities, but {loss.name} needs integer labels")
         if ignore_index is not None:
             raise ValueError(f"{where}: ignore_index cannot be used with probability targets")
-        tp = np.ascontiguousarray(yt, dtype=cdt)
+        tp = _for_kernel(yt, cdt)
     else:
         y, ylab, ignore_index = _labels(where, yt, sample_shape, C, ignore_index)
 
@@ -140,7 +147,7 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
         if b != tuple(sample_shape):
             raise ValueError(f"{where}: sample_weight of shape {sw0.shape} does not broadcast "
                              f"to the per-sample shape {sample_shape} without enlarging it")
-        sw = np.ascontiguousarray(np.broadcast_to(sw0.astype(cdt, copy=False), sample_shape))
+        sw = _for_kernel(np.broadcast_to(sw0.astype(cdt, copy=False), sample_shape), cdt)
     cw = None
     if kwargs.get("class_weight") is not None:
         cw0 = as_array(where, "class_weight", kwargs["class_weight"])
@@ -148,7 +155,7 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
         if cw0.shape != (C,):
             raise ValueError(f"{where}: class_weight must have shape ({C},) (one weight per "
                              f"class), got {cw0.shape}")
-        cw = np.ascontiguousarray(cw0, dtype=cdt)
+        cw = _for_kernel(cw0, cdt)
     axis = normalize_axis(where, kwargs.get("axis"), len(sample_shape), reduction)
     nthreads = check_threads(where, kwargs.get("n_threads"))
     if method == VALUE and kwargs.get("out") is not None:
