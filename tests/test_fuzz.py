@@ -1646,3 +1646,18 @@ def test_found_class_operands_unaligned(name, operand):
         else:
             got = call(L, method, z, _unaligned(y), kw)
         assert np.array_equal(got, want), f"{method}: got {got}, expected {want}"
+
+
+def test_found_weighted_mean_coefficient_underflows_float32():
+    """(open) A float32 "mean" whose weights span more than the float32
+    range: the coefficient w_i / sum(w) of element 0 (1e-30 / 1e30) is 0 in
+    float32, and an infinite derivative there gives 0 * inf = NaN; the
+    reference (w_i * g_i first) gives inf.  Found by the "long" profile
+    (tweedie); present on main before the issue-5 fixes, in the shared
+    weighted-derivative scaling of every elementwise loss."""
+    p = np.array([np.inf, 0.5], np.float32)
+    t = np.array([4.0, 1.0], np.float32)
+    w = np.array([1e-30, 1e30])
+    got, want = _both("tweedie", "grad", p, t, sample_weight=w)
+    assert want[0] == np.inf
+    assert got[0] == np.inf, f"got {got}, expected {want}"
