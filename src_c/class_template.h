@@ -710,7 +710,9 @@ static double SFX(cls_range)(int kernel, const SFX(ce_ctx) *x, fl_idx i0, fl_idx
 }
 
 /* A few very long rows (inner == 1): cut every row into segments so that
- * all threads share each row.  Deterministic: segments merge in order. */
+ * all threads share each row.  Deterministic: segments merge in order.
+ * Static schedules: a segment's exponentials are scaled by the thread that
+ * stored them, while they are still in its cache. */
 static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
 {
     const fl_cls_args *a = x->a;
@@ -734,7 +736,7 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
 #endif
     {
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
 #endif
         for (fl_idx q = 0; q < nsegs; q++) {
             fl_idx r = q / nps, c0 = (q - r * nps) * seg;
@@ -762,7 +764,7 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
                                    TP ? TP + r * C : NULL);
         }
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
 #endif
         for (fl_idx q = 0; q < nsegs; q++) {
             fl_idx r = q / nps, c0 = (q - r * nps) * seg;
@@ -794,7 +796,7 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
         double cwy = CW ? (double)CW[y] : 1.0, f = 1.0 / rs[r].S;
         double zy = (double)Z[r * C + y];
         double py = fl_exp(zy == rs[r].M ? 0.0 : zy - rs[r].M) * f;
-        double k = (double)s * (double)scale;
+        double k = (double)(T)(s * scale);      /* as ce_sample: same bits */
         double A = rs[r].R + (double)x->onem_e * cwy;
         if (a->grad)
             D[r * C + y] = (T)(k * ((double)x->onem_e * cwy * (-rs[r].Sx * f)
@@ -827,11 +829,15 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
     int nt = fl_threads_for(nthreads, work, kernel == FL_CLS_CE ? FL_MIN_PER_THREAD_CLASS
                                                                  : FL_MIN_PER_THREAD_LIGHT);
     if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
-    if (kernel == FL_CLS_CE && a->inner == 1 && nt > 1 && nsamp < 4 * (fl_idx)nt && C >= 16384)
+    /* rows too few to share out evenly: cut them into segments instead
+     * (measured: the split path's merges and barriers cost more than an
+     * even share of whole rows) */
+    if (kernel == FL_CLS_CE && a->inner == 1 && nt > 1 && C >= 16384 &&
+        (nsamp < (fl_idx)nt || (nsamp < 2 * (fl_idx)nt && nsamp % nt != 0)))
         return SFX(ce_split)(&x, nt);
 
-    /* samples per chunk: about FL_CHUNK elements of work */
-    fl_idx per = FL_CHUNK / (C > 0 ? C : 1);
+    /* samples per chunk: about FL_CHUNK(_HEAVY) elements of work */
+    fl_idx per = (kernel == FL_CLS_CE ? FL_CHUNK_HEAVY : FL_CHUNK) / (C > 0 ? C : 1);
     if (per < 1) per = 1;
     fl_idx nchunks = (nsamp + per - 1) / per;
     if (nchunks < (fl_idx)nt) nt = (int)nchunks;

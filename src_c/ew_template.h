@@ -218,7 +218,8 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
     if (n <= 0) return 0.0;
     PRM prm = { (T)params->a, (T)params->b, (T)params->c, (T)params->d };
     SFX(block_fn) fn = SFX(ew_blocks)[kernel];
-    fl_idx nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
+    const fl_idx chunk = SFX(ew_heavy)[kernel] ? FL_CHUNK_HEAVY : FL_CHUNK;
+    fl_idx nchunks = (n + chunk - 1) / chunk;
     if (nchunks == 1)
         return SFX(ew_range)(fn, mode, &prm, a, 0, n);
 
@@ -247,7 +248,7 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
 #endif
         for (fl_idx c = 0; c < nchunks; c++) {
             double s0 = timed && tid == 0 ? fl_now() : 0.0;
-            fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < n ? s + FL_CHUNK : n;
+            fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
             part[c] = SFX(ew_range)(fn, mode, &prm, a, s, e);
             if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
         }

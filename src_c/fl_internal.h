@@ -32,6 +32,10 @@
  * sum is stored and added in chunk order: a reduction gives the same bits
  * whatever the number of threads. */
 #define FL_CHUNK ((fl_idx)32768)
+/* transcendental kernels and cross_entropy: more work per element, so
+ * smaller chunks let a second thread help from smaller calls (measured by
+ * bench/sweep_threads.py) */
+#define FL_CHUNK_HEAVY ((fl_idx)8192)
 
 /* Fewest elements per thread before another thread pays for itself, for
  * memory-bound elementwise kernels, transcendental ones, and the class

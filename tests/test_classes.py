@@ -13,7 +13,7 @@ scikit-learn when installed.
 
 Every C code path is reached: cross_entropy's column path (C <= 48 rows and
 the class_axis=1 / class_axis=0 layouts), its row path (C > 48), its split
-path (C >= 16384, fewer than 4*threads rows, >= 2 threads), the row path of
+path (C >= 16384, fewer rows than threads or an uneven share of fewer than 2*threads rows, >= 2 threads), the row path of
 nll / multi_margin (gathered when the class axis is not last), one and two
 threads, the compiled fast path (2-D C-contiguous float logits + 1-D int64
 labels, default parameters) and the generic path.
