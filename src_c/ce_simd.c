@@ -26,6 +26,8 @@
 #if FL_HAVE_CE_AVX512
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "vmath.h"
 
@@ -386,6 +388,24 @@ AVX512 int fl_margin_rows_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx i1,
     }
     *acc_out = acc;
     return 1;
+}
+
+/* Zero a large buffer with non-temporal stores: no read-for-ownership of
+ * lines that are only overwritten (nll's gradient rows), and no eviction of
+ * the cache's working set.  Head and tail by memset. */
+AVX512 void fl_zero_stream_avx512(void *p, size_t bytes)
+{
+    char *c = (char *)p;
+    size_t head = (size_t)(-(uintptr_t)c & 63u);
+    if (head > bytes) head = bytes;
+    memset(c, 0, head);
+    c += head;
+    bytes -= head;
+    const __m512i z = _mm512_setzero_si512();
+    size_t body = bytes & ~(size_t)63u;
+    for (size_t i = 0; i < body; i += 64) _mm512_stream_si512((__m512i *)(c + i), z);
+    _mm_sfence();
+    memset(c + body, 0, bytes - body);
 }
 
 #else

@@ -31,6 +31,8 @@ int fl_ce_cols_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf,
  * value / gradient): adds the weighted losses to *acc.  Returns 0 (nothing
  * done) for other shapes. */
 int fl_margin_rows_f32_avx512(const fl_cls_args *a, fl_idx i0, fl_idx i1, double *acc);
+/* memset(p, 0, bytes) by non-temporal stores (large buffers) */
+void fl_zero_stream_avx512(void *p, size_t bytes);
 /* g[0..n) *= f */
 void fl_ce_scale_f32_avx512(float *g, fl_idx n, float f);
 /* the same two for float64 */

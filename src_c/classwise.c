@@ -23,6 +23,21 @@ int fl_ce_simd_get(void) { return __atomic_load_n(&fl_ce_simd, __ATOMIC_RELAXED)
 
 static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
 
+/* Clearing derivative rows (nll): streaming stores for large ranges. */
+static inline void zero_fill(void *p, size_t bytes, int stream)
+{
+#if FL_HAVE_CE_AVX512
+    if (stream && ce_simd_on()) {
+        fl_zero_stream_avx512(p, bytes);
+        return;
+    }
+#else
+    (void)stream;
+#endif
+    memset(p, 0, bytes);
+}
+#define ZERO_FILL zero_fill
+
 #if FL_HAVE_CE_AVX512
 #define CE_FAST_A(z, n, y, g, S, Sx, m) \
     (ce_simd_on() && fl_ce_seg_a_f32_avx512(z, n, y, g, S, Sx, m))
