@@ -46,13 +46,17 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
             if ((MODE) & FL_SUM) SUMTO += (double)wl;                          \
             if ((MODE) & FL_VAL) v_[I] = wl;                                   \
         }                                                                      \
+        /* the coefficient scale * w; where it underflows to 0 (weights      \
+         * spanning more than the dtype) (w * d) * scale, as the reference,  \
+         * keeps an infinite derivative infinite */                          \
+        T cw_ = (W) ? sc_ * wi : sc_;                                          \
         if ((MODE) & FL_GRAD) {                                                \
             gi = nan_ ? dn_ : gi;                                              \
-            g_[I] = ((W) ? sc_ * wi : sc_) * gi;                               \
+            g_[I] = ((W) && cw_ == 0) ? (wi * gi) * sc_ : cw_ * gi;            \
         }                                                                      \
         if ((MODE) & FL_HESS) {                                                \
             hi = nan_ ? dn_ : hi;                                              \
-            h_[I] = ((W) ? sc_ * wi : sc_) * hi;                               \
+            h_[I] = ((W) && cw_ == 0) ? (wi * hi) * sc_ : cw_ * hi;            \
         }                                                                      \
     }
 

@@ -72,5 +72,4 @@ def pytest_collection_modifyitems(config, items):
 
 # the exact test ids that failed at the commit that added the list
 _FAILING_AT_HEAD = {
-    'test_fuzz.py::test_found_weighted_mean_coefficient_underflows_float32',
 }

@@ -1649,7 +1649,7 @@ def test_found_class_operands_unaligned(name, operand):
 
 
 def test_found_weighted_mean_coefficient_underflows_float32():
-    """(open) A float32 "mean" whose weights span more than the float32
+    """(fixed) A float32 "mean" whose weights span more than the float32
     range: the coefficient w_i / sum(w) of element 0 (1e-30 / 1e30) is 0 in
     float32, and an infinite derivative there gives 0 * inf = NaN; the
     reference (w_i * g_i first) gives inf.  Found by the "long" profile
