@@ -829,7 +829,7 @@ class ReferenceLoss:
                 parts, s = self._elementwise(p, t, sample_weight, params, dt)
                 bshape = ()  # s and W broadcast directly against g
             else:
-                parts, s, cax = self._class(p, t, sample_weight, params, dt)
+                parts, s, cax, valid = self._class(p, t, sample_weight, params, dt)
                 bshape = (1,)
             value, den = self._reduce(parts, s, reduction, axis, dt, odt, "value" in want)
             raw = {key: getattr(parts, key)() for key in ("grad", "hess") if key in want}
@@ -843,6 +843,10 @@ class ReferenceLoss:
                     continue
                 d = self._scale(raw.pop(key), sc, den, dt)
                 if self.family == "class":
+                    if valid is not None:
+                        # ignored samples: exactly 0 whatever the denominator
+                        # (PyTorch: they never reach the scaling)
+                        d = np.where(valid[..., None], d, 0).astype(dt, copy=False)
                     d = np.moveaxis(d, -1, cax)
                 res.append(np.array(d, dtype=odt, order="C"))  # 0-d stays 0-d
         return value, res[0], res[1], out
@@ -921,9 +925,9 @@ class ReferenceLoss:
                 hess=zeros,
                 weight=lambda: np.ones(S, dt) if soft else np.zeros(S, dt),
             )
-            return parts, s, cax
+            return parts, s, cax, valid
         parts = self.fn(zl, y, soft=soft, valid=valid, cw=cw, **params)
-        return parts.map(lambda x: x.astype(dt, copy=False)), s, cax
+        return parts.map(lambda x: x.astype(dt, copy=False)), s, cax, valid
 
     # -- reductions --------------------------------------------------------------
 

@@ -1661,3 +1661,22 @@ def test_found_weighted_mean_coefficient_underflows_float32():
     got, want = _both("tweedie", "grad", p, t, sample_weight=w)
     assert want[0] == np.inf
     assert got[0] == np.inf, f"got {got}, expected {want}"
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll"])
+def test_found_ignored_samples_under_a_nan_denominator(name):
+    """(fixed) A mean whose denominator is NaN (a NaN class weight on a
+    counted sample): the ignored samples' derivative rows are exactly 0, as
+    in PyTorch, where they never reach the scaling; the reference divided
+    their zeros by the NaN denominator.  Found by the "long" profile."""
+    nan = np.nan
+    z = np.array([[[[nan, 0, 0], [0, 0, 0], [4, 4, 4]]]])
+    if name == "nll":
+        z = -np.abs(np.nan_to_num(z, nan=1.0))
+    y = np.array([[[2, 2, 0]]])
+    kw = dict(ignore_index=2, class_weight=np.array([nan, 0.067, 1.46]), axis=(0, 1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got, want = _both(name, "grad", z, y, **kw)
+    assert np.array_equal(got[0, 0, :2], np.zeros((2, 3)))
+    assert _same(got, want), f"got {got}, expected {want}"
