@@ -915,6 +915,10 @@ class ReferenceLoss:
             y = np.broadcast_to(y, S)
             y, valid = _labels(name, y, C, ignore)
         s = self._weights(sample_weight, S, dt)
+        if valid is not None and not valid.all():
+            # an ignored sample's weight is never used (PyTorch): a NaN or inf
+            # weight there does not reach the value, the mean or the gradient
+            s = np.where(valid, s, 0).astype(s.dtype, copy=False)
         if C == 0:
             def zeros():
                 return np.zeros(zl.shape, dt)

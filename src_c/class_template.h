@@ -482,7 +482,7 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
     /* everything per sample, vectorized across samples */
     const double omE = (double)onem_e, dscale = (double)scale;
     double acc = 0.0;
-    _Pragma("omp simd reduction(+:acc)")
+    _Pragma("omp simd")
     for (fl_idx j = 0; j < J; j++) {
         double lS = lSv[j];
         py[j] = fl_exp(zyv[j] == Md[j] ? 0.0 : zyv[j] - Md[j]) / S[j];
@@ -495,7 +495,6 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
         /* weight 0 times a NaN loss is NaN, as everywhere; ignored: 0 */
         loss = ign[j] ? 0.0 : sj * loss;
         lossv[j] = loss;
-        acc += loss;
         double k = sj * dscale;
         double A = R[j] + (lab ? omE * cwyv[j] : 0.0);
         fj[j] = (T)(1.0 / S[j]);
@@ -511,9 +510,9 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
                                               Md[j], lSv[j])
                       + (yj[j] >= 0 ? omE * cwyv[j] * main : 0.0);
         loss *= (double)sv[j];
-        acc += loss - lossv[j];
         lossv[j] = loss;
     }
+    for (fl_idx j = 0; j < J; j++) acc += lossv[j];
     if (val)
         for (fl_idx j = 0; j < J; j++) val[j] = (T)lossv[j];
     if (!d) return acc;
