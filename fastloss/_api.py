@@ -232,7 +232,8 @@ def scaled_weights(w, wfactor, cdt):
     if wfactor == 1.0:
         return w
     with np.errstate(over="ignore", under="ignore"):
-        return np.multiply(w, cdt.type(wfactor), dtype=cdt)
+        # asarray: a 0-d w gives a NumPy scalar from the ufunc
+        return np.asarray(np.multiply(w, cdt.type(wfactor), dtype=cdt))
 
 
 def finish_full(where, reduction, s, wsum, want_val, odt):

@@ -267,11 +267,11 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
         _element_strides(arr, nd, a.sx)
         a.x = cnp.PyArray_DATA(arr)
     if val is not None:
-        a.val = cnp.PyArray_DATA(<cnp.ndarray>val)
+        a.val = cnp.PyArray_DATA(<cnp.ndarray?>val)
     if grad is not None:
-        a.grad = cnp.PyArray_DATA(<cnp.ndarray>grad)
+        a.grad = cnp.PyArray_DATA(<cnp.ndarray?>grad)
     if hess is not None:
-        a.hess = cnp.PyArray_DATA(<cnp.ndarray>hess)
+        a.hess = cnp.PyArray_DATA(<cnp.ndarray?>hess)
     a.scale = scale
     nthreads = _thread_arg(nthreads)
     with nogil:
@@ -286,7 +286,9 @@ CLS_KERNELS = {"ce": FL_CLS_CE, "nll": FL_CLS_NLL, "margin": FL_CLS_MARGIN}
 cdef void *_data_or_null(object a) except? NULL:
     if a is None:
         return NULL
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
+    # checked cast: anything but an ndarray (a NumPy scalar from a 0-d
+    # ufunc result, say) is a TypeError, never a wild pointer
+    return cnp.PyArray_DATA(<cnp.ndarray?>a)
 
 
 cdef int _fill_cls(fl_cls_args *a, cnp.ndarray z, fl_idx outer, fl_idx C, fl_idx inner,

@@ -1680,3 +1680,17 @@ def test_found_ignored_samples_under_a_nan_denominator(name):
         got, want = _both(name, "grad", z, y, **kw)
     assert np.array_equal(got[0, 0, :2], np.zeros((2, 3)))
     assert _same(got, want), f"got {got}, expected {want}"
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll", "multi_margin", "mse"])
+def test_found_zero_dim_subnormal_weight_crash(name):
+    """(fixed) A segmentation fault found by the "long" profile: a 0-d
+    sample weight whose total is subnormal made the mean rescale the weights
+    (mean_scale), and NumPy returns a scalar, not an array, for a 0-d ufunc
+    result; the binding then read a scalar object as an array.  The scaled
+    weights are an array now, and the binding's casts are checked."""
+    p = np.zeros(5) if name != "mse" else np.zeros(())
+    t = np.array(1) if name != "mse" else np.ones(())
+    for method in ("value", "grad"):
+        got, want = _both(name, method, p, t, sample_weight=np.array(5e-324))
+        assert _same(got, want), (method, got, want)
