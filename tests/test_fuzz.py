@@ -94,6 +94,8 @@ fuzzer found.
 """
 import copy
 import math
+import os
+import pickle
 import warnings
 
 import numpy as np
@@ -705,7 +707,17 @@ def compute_dtypes(dtype):
     return np.dtype(np.float64), np.dtype(np.float64)
 
 
+_DUMP = os.environ.get("FASTLOSS_FUZZ_DUMP")
+
+
 def call(obj, method, p, t, kw):
+    if _DUMP:
+        # crash hunting: the inputs of the call about to be made, on disk
+        # before it runs (FASTLOSS_FUZZ_DUMP=/tmp/last.pkl; see robustness.md)
+        with open(_DUMP, "wb") as f:
+            pickle.dump((getattr(obj, "name", None), method, p, t, dict(kw)), f)
+            f.flush()
+            os.fsync(f.fileno())
     if method == "value":
         return obj(p, t, **kw)
     return getattr(obj, method)(p, t, **kw)
