@@ -113,7 +113,10 @@ FL_INLINE void SFX(ce_phase_c)(T *FL_RESTRICT buf, fl_idx n,
                 w = WMODE == 1 ? eC * cwc : cwc * (onem_e * tp[c] + eC);
                 /* at the maximum p = 1 - (S-1)/S: A p - w = (A - w) - A (S-1)/S
                  * keeps the tail when the target mass is there (A ~ w) */
-                buf[c] = buf[c] == top ? (kA - k * w) - kA * sm1f : kA * p - k * w;
+                /* (an infinite A, from infinite target weights: the plain
+                 * form gives the limit, inf - w) */
+                buf[c] = buf[c] == top && kA - kA == 0 ? (kA - k * w) - kA * sm1f
+                                                       : kA * p - k * w;
             } else {
                 buf[c] = kA * p;
             }
@@ -535,8 +538,9 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
             for (fl_idx j = 0; j < J; j++) {
                 T w = wmode == 1 ? eC * cwc : cwc * (onem_e * tc[j] + eC);
                 /* at the maximum: see ce_phase_c */
-                dc[j] = dc[j] == (T)1 ? (kAj[j] - kj[j] * w) - kAj[j] * sm1f[j]
-                                      : kAj[j] * (dc[j] * fj[j]) - kj[j] * w;
+                dc[j] = dc[j] == (T)1 && kAj[j] - kAj[j] == 0
+                            ? (kAj[j] - kj[j] * w) - kAj[j] * sm1f[j]
+                            : kAj[j] * (dc[j] * fj[j]) - kj[j] * w;
             }
         }
     }

@@ -1710,3 +1710,17 @@ def test_found_zero_dim_subnormal_weight_crash(name):
         got, _ = _both(name, method, p, t, sample_weight=np.array(5e-324))
         want = np.asarray(call(loss.reference, method, p, t, {}))
         assert _same(got, want), (method, got, want)
+
+
+def test_found_cross_entropy_infinite_target_gradient():
+    """(fixed) An infinite probability target makes the gradient's A
+    infinite; the exact form used at the maximum ((A - w) - A (S-1)/S) gave
+    inf - inf = NaN where the plain form's limit is inf (column path C <= 160
+    and row path alike).  Found by the "long" profile."""
+    t = np.array([[np.inf, 0.620965577336678, 0.44140039286947413]])
+    for z in (np.array([[-np.inf, 0.0, 0.0]]), np.array([[-1.0, 0.0, 0.0]])):
+        for C in (3, 303):
+            zz = np.concatenate([z, np.full((1, C - 3), -5.0)], axis=1)
+            tt = np.concatenate([t, np.zeros((1, C - 3))], axis=1)
+            got, want = _both("cross_entropy", "grad", zz, tt)
+            assert _same(got, want), (C, got[0, :3], want[0, :3])
