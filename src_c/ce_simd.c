@@ -137,30 +137,7 @@ AVX512 static inline void acc_flush_f64_avx512(__m512d *sf, __m512d *lo, __m512d
 #define IINIT _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 #define IADD _mm512_add_epi32
 #define INE _mm512_cmpneq_epi32_mask
-#include "ce_simd_row.h"
-#undef E
-#undef V
-#undef K
-#undef L
-#undef SFXR
-#undef VSET1
-#undef VLOAD
-#undef VLOADZ
-#undef VSTORE
-#undef VSTOREM
-#undef VSUB
-#undef VADD
-#undef VMUL
-#undef VMAX
-#undef VMMAX
-#undef VMADD
-#undef VREDMAX
-#undef VFIRST
-#undef VEXP
-#undef ISET1
-#undef IINIT
-#undef IADD
-#undef INE
+#include "ce_simd_row.h"     /* (undefines its parameters) */
 
 #define E double
 #define V __m512d
@@ -185,30 +162,7 @@ AVX512 static inline void acc_flush_f64_avx512(__m512d *sf, __m512d *lo, __m512d
 #define IINIT _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7)
 #define IADD _mm512_add_epi64
 #define INE _mm512_cmpneq_epi64_mask
-#include "ce_simd_row.h"
-#undef E
-#undef V
-#undef K
-#undef L
-#undef SFXR
-#undef VSET1
-#undef VLOAD
-#undef VLOADZ
-#undef VSTORE
-#undef VSTOREM
-#undef VSUB
-#undef VADD
-#undef VMUL
-#undef VMAX
-#undef VMMAX
-#undef VMADD
-#undef VREDMAX
-#undef VFIRST
-#undef VEXP
-#undef ISET1
-#undef IINIT
-#undef IADD
-#undef INE
+#include "ce_simd_row.h"     /* (undefines its parameters) */
 
 /* ------------------------------------------------------------------
  * Few classes (C <= CE_COLS_MAXC): 16 samples per vector.  A block of J <= 64

@@ -1,6 +1,7 @@
 /* The AVX-512 row loops of cross_entropy for one element type; included
  * by ce_simd.c with E (float / double), V, K (vector, mask), L (lanes),
- * SFXR(name) and the V* / I* operation macros defined. */
+ * SFXR(name) and the V* / I* operation macros defined; undefines them at
+ * its end. */
 
 /* One pass: e = exp(z - m) (stored in g when g != NULL), S += e and, when
  * SX, Sx += e for every class but y. */
@@ -95,3 +96,27 @@ AVX512 void SFXR(fl_ce_scale)(E *g, fl_idx n, E f)
     }
 }
 
+/* the template's parameters, for the next instantiation */
+#undef E
+#undef V
+#undef K
+#undef L
+#undef SFXR
+#undef VSET1
+#undef VLOAD
+#undef VLOADZ
+#undef VSTORE
+#undef VSTOREM
+#undef VSUB
+#undef VADD
+#undef VMUL
+#undef VMAX
+#undef VMMAX
+#undef VMADD
+#undef VREDMAX
+#undef VFIRST
+#undef VEXP
+#undef ISET1
+#undef IINIT
+#undef IADD
+#undef INE
