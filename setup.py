@@ -27,6 +27,7 @@ C_SOURCES = [
     "src_c/elementwise.c",
     "src_c/classwise.c",
     "src_c/ce_simd.c",
+    "src_c/sign_labels.c",
     "src_c/runtime.c",
 ]
 

@@ -82,7 +82,7 @@ def show_config(print_=True):
         "openmp": _core.have_openmp(),
         "openmp_version": _core.openmp_version() or None,
         "simd": _core.simd_level(),
-        "cross_entropy_rows": ("AVX-512 intrinsics" if _core.ce_simd() else "portable C"),
+        "hand_vectorized": ("AVX-512 intrinsics" if _core.simd_loops() else "portable C only"),
         "threads": get_num_threads(),
         "losses": len(losses),
     }

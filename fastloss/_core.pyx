@@ -86,10 +86,13 @@ cdef extern from "fastloss.h" nogil:
     int fl_have_openmp()
     int fl_openmp_version()
     const char *fl_simd_level()
-    void fl_ce_simd_set(int on)
+    void fl_simd_loops_set(int on)
     void fl_set_thread_thresholds(long light, long heavy, long cls)
     void fl_get_thread_thresholds(long *out3)
-    int fl_ce_simd_get()
+    int fl_simd_loops_get()
+    int fl_ew_run_signs(int dtype, int kernel, int mode, const void *p, const void *t,
+                        fl_idx n, double scale, void *val, void *grad, void *hess,
+                        int reused, int nthreads, double *sum)
     int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_notin_f32(const float *v, fl_idx n, const double *vals, int nvals)
@@ -137,16 +140,17 @@ def openmp_version():
 def simd_level():
     return fl_simd_level().decode()
 
-def ce_simd(on=None):
-    """Whether cross_entropy's float32 row path uses its AVX-512 loops
-    (True where the CPU has them); ``ce_simd(False)`` switches to the
+def simd_loops(on=None):
+    """Whether the hand-vectorized AVX-512 loops run (cross_entropy,
+    multi_margin, nll's clearing, hinge / squared_hinge's packed labels):
+    True where the CPU has them; ``simd_loops(False)`` switches to the
     portable loops (tests compare both).  Returns the previous setting."""
-    prev = bool(fl_ce_simd_get())
+    prev = bool(fl_simd_loops_get())
     if on is not None:
-        fl_ce_simd_set(1 if on else 0)
+        fl_simd_loops_set(1 if on else 0)
     return prev
 
-fl_ce_simd_set(1)
+fl_simd_loops_set(1)
 
 
 def thread_thresholds(light=0, heavy=0, cls=0):
@@ -421,6 +425,8 @@ cdef class Loss:
     cdef frozenset none_ok   # parameters for which None is the default (no error)
     cdef tuple checks        # data checks: ((0 y_pred | 1 y_true, lo, hi, lo_open,
                              #   hi_open, allowed values or None), ...)
+    cdef bint sign_labels    # one check, a label set on y_true: try fl_ew_run_signs
+                             #   (it takes hinge / squared_hinge, -1 for others)
 
     def __init__(self, spec, reference=None):
         self.name = spec.name
@@ -444,6 +450,8 @@ cdef class Loss:
                              None if c.domain.values is None else
                              np.array(c.domain.values, dtype=np.float64))
                             for c in spec.checks)
+        self.sign_labels = (len(self.checks) == 1 and self.checks[0][0] == 1
+                            and self.checks[0][5] is not None)
         self.cls_kernel = CLS_KERNELS[spec.kernel] if spec.family == "class" else -1
         defaults = {p.name: p.default for p in spec.params}
         self.cls_margin = defaults.get("margin", 0.0)
@@ -592,26 +600,6 @@ cdef class Loss:
                 return _MISS
 
         cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
-        cdef void *cp
-        cdef int bad
-        cdef cnp.ndarray vals
-        for chk in self.checks:       # data checks; a failure is reported by the generic path
-            cp = cnp.PyArray_DATA(p) if chk[0] == 0 else cnp.PyArray_DATA(t)
-            if chk[5] is not None:    # a finite set of allowed values
-                vals = <cnp.ndarray>chk[5]
-                if dt == FL_F32:
-                    bad = fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
-                                       <int>cnp.PyArray_SIZE(vals))
-                else:
-                    bad = fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
-                                       <int>cnp.PyArray_SIZE(vals))
-            elif dt == FL_F32:
-                bad = fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
-            else:
-                bad = fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4])
-            if bad:
-                return _MISS
-
         cdef int mode
         cdef double scale = 1.0 / <double>n if reduction == 0 else 1.0
         cdef object val = None
@@ -629,35 +617,75 @@ cdef class Loss:
         if method != VALUE:
             deriv = out if out is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
-        cdef fl_ew_args a
-        a.ndim = 1
-        a.shape[0] = n
-        a.p = cnp.PyArray_DATA(p)
-        a.sp[0] = 1
-        a.t = cnp.PyArray_DATA(t)
-        a.st[0] = 1
-        a.w = NULL
-        a.x = NULL
-        a.sw[0] = 0
-        a.sx[0] = 0
-        a.val = cnp.PyArray_DATA(<cnp.ndarray>val) if val is not None else NULL
-        a.grad = NULL
-        a.hess = NULL
+        cdef int kern = self.kernel
+        cdef double s = 0.0
+        cdef float sf
+        cdef void *cp
+        cdef void *vp = cnp.PyArray_DATA(<cnp.ndarray>val) if val is not None else NULL
+        cdef void *gp = NULL
+        cdef void *hp = NULL
         if deriv is not None:
             if method == HESSIAN:
-                a.hess = cnp.PyArray_DATA(<cnp.ndarray>deriv)
+                hp = cnp.PyArray_DATA(<cnp.ndarray>deriv)
             else:
-                a.grad = cnp.PyArray_DATA(<cnp.ndarray>deriv)
-        a.scale = scale
-        cdef int kern = self.kernel
-        cdef double s
-        cdef float sf
+                gp = cnp.PyArray_DATA(<cnp.ndarray>deriv)
         nthreads = _thread_arg(nthreads)
-        if n >= 16384:
-            with nogil:
+        cdef int bad
+        cdef int done = 0
+        cdef cnp.ndarray vals
+        if self.sign_labels:
+            # the label check and the kernel in one: the check packs the
+            # labels into bits that the kernel reads (sign_labels.c)
+            cp = cnp.PyArray_DATA(t)
+            if n >= 16384:
+                with nogil:
+                    bad = fl_ew_run_signs(dt, kern, mode, cnp.PyArray_DATA(p), cp, n, scale,
+                                          vp, gp, hp, out is not None, nthreads, &s)
+            else:
+                bad = fl_ew_run_signs(dt, kern, mode, cnp.PyArray_DATA(p), cp, n, scale,
+                                      vp, gp, hp, out is not None, nthreads, &s)
+            if bad == 1:
+                return _MISS          # the generic path reports the label (or runs NaN labels)
+            done = bad == 0
+        if not done:
+            for chk in self.checks:   # data checks; a failure is reported by the generic path
+                cp = cnp.PyArray_DATA(p) if chk[0] == 0 else cnp.PyArray_DATA(t)
+                if chk[5] is not None:    # a finite set of allowed values
+                    vals = <cnp.ndarray>chk[5]
+                    if dt == FL_F32:
+                        bad = fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                           <int>cnp.PyArray_SIZE(vals))
+                    else:
+                        bad = fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                           <int>cnp.PyArray_SIZE(vals))
+                elif dt == FL_F32:
+                    bad = fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
+                else:
+                    bad = fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4])
+                if bad:
+                    return _MISS
+
+        cdef fl_ew_args a
+        if not done:
+            a.ndim = 1
+            a.shape[0] = n
+            a.p = cnp.PyArray_DATA(p)
+            a.sp[0] = 1
+            a.t = cnp.PyArray_DATA(t)
+            a.st[0] = 1
+            a.w = NULL
+            a.x = NULL
+            a.sw[0] = 0
+            a.sx[0] = 0
+            a.val = vp
+            a.grad = gp
+            a.hess = hp
+            a.scale = scale
+            if n >= 16384:
+                with nogil:
+                    s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
+            else:
                 s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
-        else:
-            s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
 
         if method == GRAD or method == HESSIAN:
             return deriv

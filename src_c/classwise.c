@@ -9,19 +9,10 @@
 #include "vmath.h"
 #include "ce_simd.h"
 
-/* The AVX-512 loops of the float row path (ce_simd.c), used when the CPU
- * has them and they are switched on (the default; tests switch them off to
+/* The AVX-512 loops (ce_simd.c), used when the CPU has them and they are
+ * switched on (fl_simd_loops_set: the default; tests switch them off to
  * check the portable loops on the same machine). */
-static int fl_ce_simd = 0;
-
-void fl_ce_simd_set(int on)
-{
-    __atomic_store_n(&fl_ce_simd, on && fl_cpu_avx512() ? 1 : 0, __ATOMIC_RELAXED);
-}
-
-int fl_ce_simd_get(void) { return __atomic_load_n(&fl_ce_simd, __ATOMIC_RELAXED); }
-
-static inline int ce_simd_on(void) { return fl_ce_simd_get(); }
+static inline int ce_simd_on(void) { return fl_simd_loops_get(); }
 
 /* Clearing derivative rows (nll): streaming stores for large ranges. */
 static inline void zero_fill(void *p, size_t bytes, int stream)

@@ -132,10 +132,24 @@ void fl_get_thread_thresholds(long *out3);
 int  fl_have_openmp(void);
 int  fl_openmp_version(void);
 const char *fl_simd_level(void);         /* the ISA the kernels dispatch to */
-/* cross_entropy's hand-vectorized AVX-512 row loops (float32): on by default
- * where the CPU has AVX-512; off -> the portable loops (for tests). */
-void fl_ce_simd_set(int on);
-int  fl_ce_simd_get(void);
+/* The hand-vectorized AVX-512 loops (cross_entropy, multi_margin, nll's
+ * clearing, hinge / squared_hinge's packed labels): on by default where the
+ * CPU has AVX-512; off -> the portable loops (tests compare both). */
+void fl_simd_loops_set(int on);
+int  fl_simd_loops_get(void);
+
+/* hinge / squared_hinge over contiguous operands of n elements, checking
+ * the labels (-1, 0, 1) in a first pass that packs them into bits, then
+ * the kernel on the bits (sign_labels.c).  mode, scale and the outputs as
+ * for fl_ew_run; reused: the outputs are caller buffers (out=), which
+ * large calls may fill by streaming stores (a fresh array's pages are
+ * better written through the cache the kernel just zeroed them in).
+ * Returns 0 (done; *sum set for FL_SUM), 1 (a label NaN or
+ * outside the set: nothing written) or -1 (not this path: another kernel,
+ * no AVX-512 or switched off, no memory; nothing written). */
+int fl_ew_run_signs(int dtype, int kernel, int mode, const void *p, const void *t,
+                    fl_idx n, double scale, void *val, void *grad, void *hess,
+                    int reused, int nthreads, double *sum);
 
 /* 1 if any of n contiguous values lies outside [lo, hi] (NaN passes). */
 int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);

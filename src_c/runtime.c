@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "fl_internal.h"
+#include "ce_simd.h"
 
 /* After fork() the child has only the forking thread: GNU libgomp's pool of
  * worker threads does not exist there, and a parallel region can hang.  A
@@ -136,6 +137,19 @@ const char *fl_simd_level(void)
     return "portable C (compile-time)";
 #endif
 }
+
+/* The hand-vectorized AVX-512 loops (ce_simd.c, sign_labels.c): used when
+ * the CPU has them and they are switched on (the default, set by the
+ * binding at import; tests switch them off to check the portable loops on
+ * the same machine). */
+static int fl_simd_loops = 0;
+
+void fl_simd_loops_set(int on)
+{
+    __atomic_store_n(&fl_simd_loops, on && fl_cpu_avx512() ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int fl_simd_loops_get(void) { return __atomic_load_n(&fl_simd_loops, __ATOMIC_RELAXED); }
 
 /* The roofline: the simplest loop that reads two arrays and writes one,
  * with the kernels' flags, ISA dispatch, chunking and threads. */

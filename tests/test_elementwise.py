@@ -1090,6 +1090,100 @@ def test_hinge_labels_are_validated(name):
         L(x[:3], np.array([1, 2, -1]))
 
 
+def _bits(a):
+    a = np.asarray(a)
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
+
+
+def _hinge_inputs(n, dtype, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=n).astype(dtype)
+    t = rng.choice([-1.0, 0.0, -0.0, 1.0], size=n).astype(dtype)
+    k = max(n // 7, 1)
+    idx = rng.choice(n, size=min(4 * k, n), replace=False)
+    p[idx[:k]] = np.nan                      # NaN y_pred: NaN everywhere
+    p[idx[k:2 * k]] = np.where(t[idx[k:2 * k]] == 1, 1.0, -1.0)   # margin exactly 1
+    p[idx[2 * k:3 * k]] = np.inf * rng.choice([-1, 1], size=len(idx[2 * k:3 * k]))
+    p[idx[3 * k:]] = rng.normal(size=len(idx[3 * k:])) * 1e20      # squares overflow
+    return p, t
+
+
+def _all_methods(L, p, t, out):
+    """Every call the fast path makes, with out= where one exists."""
+    res = []
+    res += [L(p, t), L(p, t, reduction="sum"), L(p, t, reduction="none")]
+    res += [L.grad(p, t, out=out).copy(), L.hessian(p, t, out=out).copy()]
+    for red in ("mean", "sum", "none"):
+        v, g = L.value_and_grad(p, t, reduction=red, out=out)
+        res += [v, g.copy()]
+    res += [L.grad(p, t), L.value_and_grad(p, t)[1]]          # fresh outputs
+    return res
+
+
+@pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_hinge_packed_labels_match_portable(name, dtype):
+    """hinge / squared_hinge on contiguous operands check their labels in a
+    pass that packs them into bits, then run an AVX-512 kernel on the bits
+    (src_c/sign_labels.c): every element of every output must be the
+    portable kernel's, bit for bit (the same operations in the same order;
+    s * x is exact), and every reduction the same to float64 reassociation.
+    Sizes cross vector, stream and chunk boundaries; the largest writes its
+    outputs by streaming stores (>= 16 MB into an out= buffer), at every
+    alignment of out, and with 1 and 2 threads."""
+    L = needs(name)
+    big = (16 << 20) // np.dtype(dtype).itemsize + 37
+    sizes = [1, 7, 8, 15, 16, 17, 63, 64, 65, 1000, 32768, 32769, 3 * 32768 + 129, big]
+    for n in sizes:
+        p, t = _hinge_inputs(n, dtype, seed=n)
+        offsets = (0, 1, 3, 8) if n == big else (0, 1)
+        for off in offsets:
+            buf = np.full(n + 16, 7, dtype)
+            out = buf[off:off + n]
+            for nt in ((1, 2) if n >= 32768 else (1,)):
+                with fl.num_threads(nt):
+                    fast = _all_methods(L, p, t, out)
+                assert np.all(buf[:off] == 7) and np.all(buf[off + n:] == 7), "wrote outside out"
+                prev = fl._core.simd_loops(False)
+                try:
+                    slow = _all_methods(L, p, t, np.empty(n, dtype))
+                finally:
+                    fl._core.simd_loops(prev)
+                for k, (a, b) in enumerate(zip(fast, slow)):
+                    a, b = np.asarray(a), np.asarray(b)
+                    if a.ndim == 0:
+                        # sums: float64 partials in another order; the values
+                        # are >= 0, so the relative error is bounded
+                        tol = 1e-6 if dtype == np.float32 else 1e-12
+                        np.testing.assert_allclose(a, b, rtol=tol, err_msg=f"n={n} result {k}")
+                    else:
+                        assert np.array_equal(_bits(a), _bits(b)), (n, off, nt, k)
+
+
+@pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_hinge_packed_labels_check_before_writing(dtype):
+    """The packing pass is the label check: a bad label anywhere (first,
+    last, in the second thread's chunk, past a streaming-store size) is a
+    ValueError naming it, with out= untouched; a NaN label is no error and
+    propagates (the generic kernels then run)."""
+    n = (16 << 20) // np.dtype(dtype).itemsize + 5
+    p = np.linspace(-2, 2, n).astype(dtype)
+    for where in (0, 1, 32768, n // 2 + 3, n - 1):
+        t = np.ones(n, dtype)
+        t[where] = 0.5
+        out = np.full(n, 7, dtype)
+        for nt in (1, 2):
+            with fl.num_threads(nt), pytest.raises(ValueError, match=rf"\({where},\)"):
+                fl.hinge.value_and_grad(p, t, out=out)
+            assert np.all(out == 7)
+    t = np.ones(n, dtype)
+    t[n - 2] = np.nan
+    v, g = fl.squared_hinge.value_and_grad(p, t, out=np.empty(n, dtype))
+    assert np.isnan(v) and np.isnan(g[n - 2]) and np.isfinite(g[: n - 2]).all()
+
+
 # =============================================================== 7. empty
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)

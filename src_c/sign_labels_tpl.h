@@ -1,0 +1,272 @@
+/* The packed-label loops of sign_labels.c for one element type; included
+ * with E (float / double), V, K (vector, mask), W (an integer of two K),
+ * L (lanes), SFXS(name),
+ * VOP(name), VCMP (a compare into a mask) and VACC defined; undefines them at its end. */
+
+/* Checks the labels t[s, e) and packs them, one bit each (1: +1), into
+ * bits[s / L ...]; s is a multiple of L.  Returns 1 when a label is not -1,
+ * 0 or 1 (NaN included). */
+AVX512 FL_INLINE K SFXS(signs_pack1)(const E *t, K k, K *bits, K bad)
+{
+    const V one = VOP(set1)((E)1), mone = VOP(set1)((E)-1), zero = VOP(setzero)();
+    V x = VOP(maskz_loadu)(k, t);
+    K pos = VCMP(x, one, _CMP_EQ_OQ);
+    K ok = (K)(pos | VCMP(x, mone, _CMP_EQ_OQ) | VCMP(x, zero, _CMP_EQ_OQ));
+    *bits = (K)(pos & k);
+    return (K)(bad | (k & ~ok));
+}
+
+/* Interleaving several sequential streams lets this VM's single core keep
+ * more cache misses in flight: the check pass reads t as 4 streams, the
+ * kernel pass p (and writes its outputs) as 2 (measured: both passes
+ * single-stream reach 70-72 % of the probe, this way 84-86 %). */
+/* outputs of at least this many bytes are written by streaming stores
+ * (they would not stay in cache; measured: 17 % faster at 1e7 float32) */
+#ifndef SIGNS_NT_BYTES
+#define SIGNS_NT_BYTES ((size_t)16 << 20)
+#endif
+#ifndef SIGNS_PACK_STREAMS
+#define SIGNS_PACK_STREAMS 4
+#endif
+#ifndef SIGNS_KERN_STREAMS
+#define SIGNS_KERN_STREAMS 2
+#endif
+
+AVX512 static int SFXS(signs_pack)(const E *t, fl_idx s, fl_idx e, K *bits)
+{
+    K bad = 0;
+    const fl_idx q = (e - s) / (SIGNS_PACK_STREAMS * L) * L;   /* per stream */
+    for (fl_idx i = s; i < s + q; i += L)
+        for (int r = 0; r < SIGNS_PACK_STREAMS; r++)
+            bad = SFXS(signs_pack1)(t + i + r * q, (K)~(K)0, bits + (i + r * q) / L, bad);
+    fl_idx i = s + SIGNS_PACK_STREAMS * q;
+    for (; i + L <= e; i += L)
+        bad = SFXS(signs_pack1)(t + i, (K)~(K)0, bits + i / L, bad);
+    if (i < e)
+        bad = SFXS(signs_pack1)(t + i, (K)((1u << (e - i)) - 1u), bits + i / L, bad);
+    return bad != 0;
+}
+
+/* The packed labels of the L elements from i (any i: two words are read
+ * when i is not a multiple of L; the buffer has one spare word). */
+AVX512 FL_INLINE K SFXS(bits_at)(const K *bits, fl_idx i)
+{
+    const int r = (int)(i % L);
+    if (r == 0) return bits[i / L];
+    W two;
+    memcpy(&two, bits + i / L, sizeof two);
+    return (K)(two >> r);
+}
+
+/* The kernel over the L (or, with the mask k, fewer) elements of y_pred
+ * from p[i] with their packed labels b; MODE, SQ (squared_hinge) and NT
+ * (streaming stores: then k is full and the outputs at i 64-byte aligned)
+ * are constants at every call (the outputs MODE does not name may be
+ * NULL). */
+AVX512 FL_INLINE void SFXS(signs_vec)(const int SQ, const int MODE, const int NT,
+                                     const E *p, fl_idx i, K b, K k, E sc, E *v,
+                                     E *g, E *h, __m512d *a0, __m512d *a1)
+{
+    const V one = VOP(set1)((E)1), mone = VOP(set1)((E)-1), zero = VOP(setzero)();
+    V x = VOP(maskz_loadu)(k, p + i);
+    V sg = VOP(mask_blend)(b, mone, one);               /* the label s */
+    V z = VOP(sub)(one, VOP(mul)(sg, x));               /* 1 - s x */
+    K act = VCMP(z, zero, _CMP_GT_OQ);
+    K nan = VCMP(x, x, _CMP_UNORD_Q);                   /* NaN y_pred: z is it */
+#define SIGNS_STORE(out, val) \
+    do { if (NT) VOP(stream)((out) + i, val); else VOP(mask_storeu)((out) + i, k, val); } while (0)
+    if (MODE & (FL_SUM | FL_VAL)) {
+        V l = SQ ? VOP(maskz_mul)(act, z, z) : VOP(maskz_mov)(act, z);
+        l = VOP(mask_mov)(l, nan, z);
+        if (MODE & FL_SUM) {
+            V lk = VOP(maskz_mov)(k, l);
+            VACC(*a0, *a1, lk);
+        }
+        if (MODE & FL_VAL) SIGNS_STORE(v, l);
+    }
+    if (MODE & FL_GRAD) {
+        V d = SQ ? VOP(maskz_mul)(act, VOP(mul)(VOP(set1)((E)-2), sg), z)   /* -2 s z */
+                 : VOP(maskz_mov)(act, VOP(sub)(zero, sg));                 /* -s */
+        d = VOP(mask_mov)(d, nan, z);
+        SIGNS_STORE(g, VOP(mul)(VOP(set1)(sc), d));
+    }
+    if (MODE & FL_HESS) {
+        V d = SQ ? VOP(maskz_mov)(act, VOP(set1)((E)2)) : zero;             /* 2 s^2, 0 */
+        d = VOP(mask_mov)(d, nan, z);
+        SIGNS_STORE(h, VOP(mul)(VOP(set1)(sc), d));
+    }
+#undef SIGNS_STORE
+}
+
+/* The kernel over y_pred p[s, e) (s a multiple of L): the first `head`
+ * (< L) elements as one masked vector (NT: so that the stores that follow
+ * are aligned), then full vectors in SIGNS_KERN_STREAMS interleaved streams,
+ * then one masked vector for the rest. */
+AVX512 FL_INLINE double SFXS(signs_block)(const int SQ, const int MODE, const int NT,
+                                         const E *p, const K *bits, fl_idx s,
+                                         fl_idx e, fl_idx head, E sc, E *v, E *g,
+                                         E *h)
+{
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+    const K full = (K)~(K)0;
+    if (head > e - s) head = e - s;
+    if (head > 0)
+        SFXS(signs_vec)(SQ, MODE, 0, p, s, bits[s / L], (K)((1u << head) - 1u), sc, v, g, h,
+                        &a0, &a1);
+    s += head;
+    const fl_idx q = (e - s) / (SIGNS_KERN_STREAMS * L) * L;   /* per stream */
+    for (fl_idx i = s; i < s + q; i += L)
+        for (int r = 0; r < SIGNS_KERN_STREAMS; r++)
+            SFXS(signs_vec)(SQ, MODE, NT, p, i + r * q, SFXS(bits_at)(bits, i + r * q), full,
+                            sc, v, g, h, &a0, &a1);
+    fl_idx i = s + SIGNS_KERN_STREAMS * q;
+    for (; i + L <= e; i += L)
+        SFXS(signs_vec)(SQ, MODE, NT, p, i, SFXS(bits_at)(bits, i), full, sc, v, g, h,
+                        &a0, &a1);
+    if (i < e)
+        SFXS(signs_vec)(SQ, MODE, 0, p, i, SFXS(bits_at)(bits, i), (K)((1u << (e - i)) - 1u),
+                        sc, v, g, h, &a0, &a1);
+    if (NT) _mm_sfence();
+    return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+
+/* One chunk, the (SQ, MODE, NT) loop chosen; 0 for an unknown mode. */
+AVX512 static double SFXS(signs_chunk)(int sq, int mode, int nt, const E *p, const K *bits,
+                                       fl_idx s, fl_idx e, fl_idx head, E sc, E *v,
+                                       E *g, E *h)
+{
+#define SIGNS_CASE(M)                                                                 \
+    case (M):                                                                         \
+        if (nt)                                                                       \
+            return sq ? SFXS(signs_block)(1, (M), 1, p, bits, s, e, head, sc, v, g, h) \
+                      : SFXS(signs_block)(0, (M), 1, p, bits, s, e, head, sc, v, g, h); \
+        return sq ? SFXS(signs_block)(1, (M), 0, p, bits, s, e, 0, sc, v, g, h)       \
+                  : SFXS(signs_block)(0, (M), 0, p, bits, s, e, 0, sc, v, g, h);
+    switch (mode) {
+        SIGNS_CASE(FL_SUM | FL_GRAD)
+        SIGNS_CASE(FL_GRAD)
+        SIGNS_CASE(FL_VAL | FL_GRAD)
+        SIGNS_CASE(FL_VAL)
+        SIGNS_CASE(FL_HESS)
+        case FL_SUM:   /* writes nothing */
+            return sq ? SFXS(signs_block)(1, FL_SUM, 0, p, bits, s, e, 0, sc, v, g, h)
+                      : SFXS(signs_block)(0, FL_SUM, 0, p, bits, s, e, 0, sc, v, g, h);
+        default: return 0.0;
+    }
+#undef SIGNS_CASE
+}
+
+/* The whole call: the check-and-pack pass over every chunk, then (if every
+ * label passed) the kernel pass.  Chunks and their partial sums as in the
+ * elementwise driver: dynamic hand-out, sums added in chunk order (the same
+ * bits whatever the thread count), the contention guard for default-thread
+ * calls.  Returns 0 (done, *sum set), 1 (a bad or NaN label: nothing
+ * written) or -1 (unknown mode, no memory: nothing written). */
+static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E sc,
+                           E *v, E *g, E *h, int reused, int nthreads, double *sum)
+{
+    if (mode != FL_SUM && mode != FL_VAL && mode != FL_GRAD && mode != (FL_SUM | FL_GRAD) &&
+        mode != (FL_VAL | FL_GRAD) && mode != FL_HESS)
+        return -1;
+    const fl_idx chunk = FL_CHUNK, nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
+    const size_t nbits = (size_t)((n + L - 1) / L);
+    K stack_bits[2 * FL_CHUNK / L];      /* nbits + 1 words (a spare for bits_at) */
+    double stack_part[256];
+    if (nchunks == 1) {
+        stack_bits[nbits] = 0;
+        if (SFXS(signs_pack)(t, 0, n, stack_bits)) return 1;
+        *sum = SFXS(signs_chunk)(sq, mode, 0, p, stack_bits, 0, n, 0, sc, v, g, h);
+        return 0;
+    }
+    /* streaming stores for large caller buffers (not fresh arrays, whose
+     * pages the kernel zeroes in cache on the first store): `head` elements
+     * first, then 64-byte aligned stores */
+    const E *o1 = (mode & FL_HESS) ? h : (mode & FL_GRAD) ? g : NULL;
+    const uintptr_t a1 = (uintptr_t)o1;
+    int ntst = reused && o1 != NULL && !(mode & FL_VAL) &&
+               (size_t)n * sizeof(E) >= SIGNS_NT_BYTES && a1 % sizeof(E) == 0;
+    const fl_idx head = ntst ? (fl_idx)(((64 - a1 % 64) % 64) / sizeof(E)) : 0;
+    K *bits = nbits + 1 <= sizeof stack_bits / sizeof stack_bits[0]
+        ? stack_bits : (K *)malloc((nbits + 1) * sizeof(K));
+    double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
+    if (!bits || !part) {
+        if (bits != stack_bits) free(bits);
+        if (part != stack_part) free(part);
+        return -1;
+    }
+    bits[nbits] = 0;
+    int adaptive;
+    nthreads = fl_unpack_threads(nthreads, &adaptive);
+    int nt = fl_threads_for(nthreads, n, FL_MIN_PER_THREAD_LIGHT);
+    if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
+    const int timed = adaptive && nt > 1;
+    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
+    fl_idx master_chunks = 0;
+    int bad = 0;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        const int tid = FL_TID();
+        double busy = 0.0;
+        fl_idx mine = 0;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (fl_idx c = 0; c < nchunks; c++) {
+            int stop;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+            stop = bad;
+            if (stop) continue;
+            double s0 = timed && tid == 0 ? fl_now() : 0.0;
+            fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
+            if (SFXS(signs_pack)(t, s, e, bits)) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                bad = 1;
+            }
+            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
+        }
+        /* the barrier above: every label checked, bad final */
+        int stop;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+        stop = bad;
+        if (!stop) {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+            for (fl_idx c = 0; c < nchunks; c++) {
+                double s0 = timed && tid == 0 ? fl_now() : 0.0;
+                fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
+                part[c] = SFXS(signs_chunk)(sq, mode, ntst, p, bits, s, e, head, sc, v, g, h);
+                if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
+            }
+        }
+        if (tid == 0) { master_busy = busy; master_chunks = mine; }
+    }
+    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < 2 * nchunks);
+    double acc = 0.0;
+    if (!bad)
+        for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
+    if (bits != stack_bits) free(bits);
+    if (part != stack_part) free(part);
+    if (bad) return 1;
+    *sum = acc;
+    return 0;
+}
+
+#undef VCMP
+#undef W
+#undef E
+#undef V
+#undef K
+#undef L
+#undef SFXS
+#undef VOP
+#undef VACC
