@@ -20,7 +20,6 @@
  * the portable kernels. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "fl_internal.h"
 #include "ce_simd.h"
@@ -34,11 +33,13 @@
 #define E float
 #define V __m512
 #define K __mmask16
-#define W uint32_t
 #define L 16
 #define SFXS(n) n##_f32
 #define VOP(n) _mm512_##n##_ps
 #define VCMP(a, b, op) _mm512_cmp_ps_mask(a, b, op)
+#define VIDX(h) _mm512_add_epi32(_mm512_set1_epi32((int)(h)), \
+    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
+#define VPERM2(a, idx, b) _mm512_permutex2var_ps(a, idx, b)
 /* adds the 16 values of v into the float64 accumulators a0, a1 */
 #define VACC(a0, a1, v)                                                           \
     do {                                                                          \
@@ -52,11 +53,13 @@
 #define E double
 #define V __m512d
 #define K __mmask8
-#define W uint16_t
 #define L 8
 #define SFXS(n) n##_f64
 #define VOP(n) _mm512_##n##_pd
 #define VCMP(a, b, op) _mm512_cmp_pd_mask(a, b, op)
+#define VIDX(h) _mm512_add_epi64(_mm512_set1_epi64((long long)(h)), \
+    _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0))
+#define VPERM2(a, idx, b) _mm512_permutex2var_pd(a, idx, b)
 #define VACC(a0, a1, v) do { a0 = _mm512_add_pd(a0, v); (void)(a1); } while (0)
 #include "sign_labels_tpl.h"
 

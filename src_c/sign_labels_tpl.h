@@ -1,7 +1,8 @@
 /* The packed-label loops of sign_labels.c for one element type; included
- * with E (float / double), V, K (vector, mask), W (an integer of two K),
- * L (lanes), SFXS(name),
- * VOP(name), VCMP (a compare into a mask) and VACC defined; undefines them at its end. */
+ * with E (float / double), V, K (vector, mask), L (lanes), SFXS(name),
+ * VOP(name), VCMP (a compare into a mask), VACC (add into the float64 sums),
+ * VIDX(h) / VPERM2 (the two-source permute of lanes h..h+L-1) defined;
+ * undefines them at its end. */
 
 /* Checks the labels t[s, e) and packs them, one bit each (1: +1), into
  * bits[s / L ...]; s is a multiple of L.  Returns 1 when a label is not -1,
@@ -47,25 +48,14 @@ AVX512 static int SFXS(signs_pack)(const E *t, fl_idx s, fl_idx e, K *bits)
     return bad != 0;
 }
 
-/* The packed labels of the L elements from i (any i: two words are read
- * when i is not a multiple of L; the buffer has one spare word). */
-AVX512 FL_INLINE K SFXS(bits_at)(const K *bits, fl_idx i)
-{
-    const int r = (int)(i % L);
-    if (r == 0) return bits[i / L];
-    W two;
-    memcpy(&two, bits + i / L, sizeof two);
-    return (K)(two >> r);
-}
-
 /* The kernel over the L (or, with the mask k, fewer) elements of y_pred
- * from p[i] with their packed labels b; MODE, SQ (squared_hinge) and NT
- * (streaming stores: then k is full and the outputs at i 64-byte aligned)
- * are constants at every call (the outputs MODE does not name may be
- * NULL). */
-AVX512 FL_INLINE void SFXS(signs_vec)(const int SQ, const int MODE, const int NT,
-                                     const E *p, fl_idx i, K b, K k, E sc, E *v,
-                                     E *g, E *h, __m512d *a0, __m512d *a1)
+ * from p[i] (i a multiple of L) with their packed labels b; MODE, SQ
+ * (squared_hinge) and DEFER are constants at every call (the outputs MODE
+ * does not name may be NULL).  Returns the gradient (FL_GRAD) or Hessian
+ * (FL_HESS) vector, which DEFER leaves unstored for the caller to stream. */
+AVX512 FL_INLINE V SFXS(signs_vec)(const int SQ, const int MODE, const int DEFER,
+                                  const E *p, fl_idx i, K b, K k, E sc, E *v, E *g,
+                                  E *h, __m512d *a0, __m512d *a1)
 {
     const V one = VOP(set1)((E)1), mone = VOP(set1)((E)-1), zero = VOP(setzero)();
     V x = VOP(maskz_loadu)(k, p + i);
@@ -73,8 +63,7 @@ AVX512 FL_INLINE void SFXS(signs_vec)(const int SQ, const int MODE, const int NT
     V z = VOP(sub)(one, VOP(mul)(sg, x));               /* 1 - s x */
     K act = VCMP(z, zero, _CMP_GT_OQ);
     K nan = VCMP(x, x, _CMP_UNORD_Q);                   /* NaN y_pred: z is it */
-#define SIGNS_STORE(out, val) \
-    do { if (NT) VOP(stream)((out) + i, val); else VOP(mask_storeu)((out) + i, k, val); } while (0)
+    V ret = zero;
     if (MODE & (FL_SUM | FL_VAL)) {
         V l = SQ ? VOP(maskz_mul)(act, z, z) : VOP(maskz_mov)(act, z);
         l = VOP(mask_mov)(l, nan, z);
@@ -82,26 +71,35 @@ AVX512 FL_INLINE void SFXS(signs_vec)(const int SQ, const int MODE, const int NT
             V lk = VOP(maskz_mov)(k, l);
             VACC(*a0, *a1, lk);
         }
-        if (MODE & FL_VAL) SIGNS_STORE(v, l);
+        if (MODE & FL_VAL) VOP(mask_storeu)(v + i, k, l);
     }
     if (MODE & FL_GRAD) {
         V d = SQ ? VOP(maskz_mul)(act, VOP(mul)(VOP(set1)((E)-2), sg), z)   /* -2 s z */
                  : VOP(maskz_mov)(act, VOP(sub)(zero, sg));                 /* -s */
         d = VOP(mask_mov)(d, nan, z);
-        SIGNS_STORE(g, VOP(mul)(VOP(set1)(sc), d));
+        ret = VOP(mul)(VOP(set1)(sc), d);
+        if (!DEFER) VOP(mask_storeu)(g + i, k, ret);
     }
     if (MODE & FL_HESS) {
         V d = SQ ? VOP(maskz_mov)(act, VOP(set1)((E)2)) : zero;             /* 2 s^2, 0 */
         d = VOP(mask_mov)(d, nan, z);
-        SIGNS_STORE(h, VOP(mul)(VOP(set1)(sc), d));
+        ret = VOP(mul)(VOP(set1)(sc), d);
+        if (!DEFER) VOP(mask_storeu)(h + i, k, ret);
     }
-#undef SIGNS_STORE
+    return ret;
 }
 
-/* The kernel over y_pred p[s, e) (s a multiple of L): the first `head`
- * (< L) elements as one masked vector (NT: so that the stores that follow
- * are aligned), then full vectors in SIGNS_KERN_STREAMS interleaved streams,
- * then one masked vector for the rest. */
+/* The kernel over y_pred p[s, e) (s a multiple of L): full vectors in
+ * SIGNS_KERN_STREAMS interleaved streams, then the rest one vector at a
+ * time, the last one masked.
+ * NT (one output, g or h, in a large caller buffer): the streams' vectors
+ * are written by streaming stores, which need 64-byte aligned addresses;
+ * the output's first aligned element is `head` (< L) past each vector
+ * start, so each store takes the upper L - head lanes of one vector and the
+ * lower head lanes of the next (a two-source permute), and each stream's
+ * first head and last L - head elements are masked ordinary stores.  The
+ * vectors and the order of the sum stay those of the ordinary stores: the
+ * results do not depend on the output's address. */
 AVX512 FL_INLINE double SFXS(signs_block)(const int SQ, const int MODE, const int NT,
                                          const E *p, const K *bits, fl_idx s,
                                          fl_idx e, fl_idx head, E sc, E *v, E *g,
@@ -109,24 +107,41 @@ AVX512 FL_INLINE double SFXS(signs_block)(const int SQ, const int MODE, const in
 {
     __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
     const K full = (K)~(K)0;
-    if (head > e - s) head = e - s;
-    if (head > 0)
-        SFXS(signs_vec)(SQ, MODE, 0, p, s, bits[s / L], (K)((1u << head) - 1u), sc, v, g, h,
-                        &a0, &a1);
-    s += head;
-    const fl_idx q = (e - s) / (SIGNS_KERN_STREAMS * L) * L;   /* per stream */
-    for (fl_idx i = s; i < s + q; i += L)
-        for (int r = 0; r < SIGNS_KERN_STREAMS; r++)
-            SFXS(signs_vec)(SQ, MODE, NT, p, i + r * q, SFXS(bits_at)(bits, i + r * q), full,
-                            sc, v, g, h, &a0, &a1);
-    fl_idx i = s + SIGNS_KERN_STREAMS * q;
+    const int S = SIGNS_KERN_STREAMS;
+    const fl_idx q = (e - s) / (S * L) * L;                 /* per stream */
+    if (NT && q > 0) {
+        E *o = (MODE & FL_HESS) ? h : g;
+        const K hm = (K)((1u << head) - 1u);
+        const __m512i idx = VIDX(head);
+        V prev[SIGNS_KERN_STREAMS];
+        for (int r = 0; r < S; r++) {
+            const fl_idx i = s + r * q;
+            prev[r] = SFXS(signs_vec)(SQ, MODE, 1, p, i, bits[i / L], full, sc, v, g, h, &a0, &a1);
+            if (head) VOP(mask_storeu)(o + i, hm, prev[r]);
+        }
+        for (fl_idx k = L; k < q; k += L)
+            for (int r = 0; r < S; r++) {
+                const fl_idx i = s + r * q + k;
+                V cur = SFXS(signs_vec)(SQ, MODE, 1, p, i, bits[i / L], full, sc, v, g, h,
+                                        &a0, &a1);
+                VOP(stream)(o + i - L + head, VPERM2(prev[r], idx, cur));
+                prev[r] = cur;
+            }
+        for (int r = 0; r < S; r++)
+            VOP(mask_storeu)(o + s + r * q + q - L, (K)~hm, prev[r]);
+        _mm_sfence();
+    } else {
+        for (fl_idx i = s; i < s + q; i += L)
+            for (int r = 0; r < S; r++)
+                SFXS(signs_vec)(SQ, MODE, 0, p, i + r * q, bits[(i + r * q) / L], full, sc, v,
+                                g, h, &a0, &a1);
+    }
+    fl_idx i = s + S * q;
     for (; i + L <= e; i += L)
-        SFXS(signs_vec)(SQ, MODE, NT, p, i, SFXS(bits_at)(bits, i), full, sc, v, g, h,
-                        &a0, &a1);
+        SFXS(signs_vec)(SQ, MODE, 0, p, i, bits[i / L], full, sc, v, g, h, &a0, &a1);
     if (i < e)
-        SFXS(signs_vec)(SQ, MODE, 0, p, i, SFXS(bits_at)(bits, i), (K)((1u << (e - i)) - 1u),
-                        sc, v, g, h, &a0, &a1);
-    if (NT) _mm_sfence();
+        SFXS(signs_vec)(SQ, MODE, 0, p, i, bits[i / L], (K)((1u << (e - i)) - 1u), sc, v, g, h,
+                        &a0, &a1);
     return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
 
@@ -170,10 +185,9 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
         return -1;
     const fl_idx chunk = FL_CHUNK, nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
     const size_t nbits = (size_t)((n + L - 1) / L);
-    K stack_bits[2 * FL_CHUNK / L];      /* nbits + 1 words (a spare for bits_at) */
+    K stack_bits[2 * FL_CHUNK / L];
     double stack_part[256];
     if (nchunks == 1) {
-        stack_bits[nbits] = 0;
         if (SFXS(signs_pack)(t, 0, n, stack_bits)) return 1;
         *sum = SFXS(signs_chunk)(sq, mode, 0, p, stack_bits, 0, n, 0, sc, v, g, h);
         return 0;
@@ -186,22 +200,21 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
     int ntst = reused && o1 != NULL && !(mode & FL_VAL) &&
                (size_t)n * sizeof(E) >= SIGNS_NT_BYTES && a1 % sizeof(E) == 0;
     const fl_idx head = ntst ? (fl_idx)(((64 - a1 % 64) % 64) / sizeof(E)) : 0;
-    K *bits = nbits + 1 <= sizeof stack_bits / sizeof stack_bits[0]
-        ? stack_bits : (K *)malloc((nbits + 1) * sizeof(K));
+    K *bits = nbits <= sizeof stack_bits / sizeof stack_bits[0]
+        ? stack_bits : (K *)malloc(nbits * sizeof(K));
     double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
     if (!bits || !part) {
         if (bits != stack_bits) free(bits);
         if (part != stack_part) free(part);
         return -1;
     }
-    bits[nbits] = 0;
     int adaptive;
     nthreads = fl_unpack_threads(nthreads, &adaptive);
     int nt = fl_threads_for(nthreads, n, FL_MIN_PER_THREAD_LIGHT);
     if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
     const int timed = adaptive && nt > 1;
     double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
-    fl_idx master_chunks = 0;
+    fl_idx master_chunks = 0, all_chunks = 0;
     int bad = 0;
     (void)nt;
 #ifdef _OPENMP
@@ -212,7 +225,7 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
         double busy = 0.0;
         fl_idx mine = 0;
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) reduction(+:all_chunks)
 #endif
         for (fl_idx c = 0; c < nchunks; c++) {
             int stop;
@@ -229,6 +242,7 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
 #endif
                 bad = 1;
             }
+            all_chunks++;
             if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
         }
         /* the barrier above: every label checked, bad final */
@@ -239,18 +253,20 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
         stop = bad;
         if (!stop) {
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1) nowait
+#pragma omp for schedule(dynamic, 1) reduction(+:all_chunks) nowait
 #endif
             for (fl_idx c = 0; c < nchunks; c++) {
                 double s0 = timed && tid == 0 ? fl_now() : 0.0;
                 fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
                 part[c] = SFXS(signs_chunk)(sq, mode, ntst, p, bits, s, e, head, sc, v, g, h);
+                all_chunks++;
                 if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
             }
         }
         if (tid == 0) { master_busy = busy; master_chunks = mine; }
     }
-    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < 2 * nchunks);
+    /* the team worked when the master did not process every chunk */
+    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < all_chunks);
     double acc = 0.0;
     if (!bad)
         for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
@@ -262,7 +278,6 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
 }
 
 #undef VCMP
-#undef W
 #undef E
 #undef V
 #undef K
@@ -270,3 +285,5 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
 #undef SFXS
 #undef VOP
 #undef VACC
+#undef VIDX
+#undef VPERM2

@@ -1131,19 +1131,22 @@ def test_hinge_packed_labels_match_portable(name, dtype):
     s * x is exact), and every reduction the same to float64 reassociation.
     Sizes cross vector, stream and chunk boundaries; the largest writes its
     outputs by streaming stores (>= 16 MB into an out= buffer), at every
-    alignment of out, and with 1 and 2 threads."""
+    alignment of out, and with 1 and 2 threads; the reductions then have
+    the same bits whatever out's alignment and the thread count."""
     L = needs(name)
     big = (16 << 20) // np.dtype(dtype).itemsize + 37
     sizes = [1, 7, 8, 15, 16, 17, 63, 64, 65, 1000, 32768, 32769, 3 * 32768 + 129, big]
     for n in sizes:
         p, t = _hinge_inputs(n, dtype, seed=n)
         offsets = (0, 1, 3, 8) if n == big else (0, 1)
+        sums = set()
         for off in offsets:
             buf = np.full(n + 16, 7, dtype)
             out = buf[off:off + n]
             for nt in ((1, 2) if n >= 32768 else (1,)):
                 with fl.num_threads(nt):
                     fast = _all_methods(L, p, t, out)
+                sums.add(tuple(np.asarray(r).tobytes() for r in fast if np.ndim(r) == 0))
                 assert np.all(buf[:off] == 7) and np.all(buf[off + n:] == 7), "wrote outside out"
                 prev = fl._core.simd_loops(False)
                 try:
@@ -1159,6 +1162,7 @@ def test_hinge_packed_labels_match_portable(name, dtype):
                         np.testing.assert_allclose(a, b, rtol=tol, err_msg=f"n={n} result {k}")
                     else:
                         assert np.array_equal(_bits(a), _bits(b)), (n, off, nt, k)
+        assert len(sums) == 1, f"n={n}: reductions depend on out's alignment or the threads"
 
 
 @pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
