@@ -51,6 +51,7 @@ cdef extern from "fastloss.h" nogil:
         void *grad
         void *hess
         double scale
+        int stream
     double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                      const fl_ew_args *a, int nthreads)
     const char *fl_ew_kernel_name(int k)
@@ -681,6 +682,7 @@ cdef class Loss:
             a.grad = gp
             a.hess = hp
             a.scale = scale
+            a.stream = out is not None
             if n >= 16384:
                 with nogil:
                     s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)

@@ -3,10 +3,56 @@
  * per-loss code is the scalar kernels of ew_kernels.h and the rows of
  * FL_EW_LOSSES in fastloss.h. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fl_internal.h"
 #include "vmath.h"
+
+#if defined(__x86_64__) && defined(__SSE2__)
+#include <emmintrin.h>
+#define EW_HAVE_STREAM 1
+#else
+#define EW_HAVE_STREAM 0
+#endif
+
+/* Outputs of at least this many bytes written into a caller's buffer go
+ * through streaming stores (no read for ownership; not kept in cache). */
+#define EW_STREAM_BYTES ((size_t)16 << 20)
+
+/* dst[0..n) = src[0..n) by streaming stores (SSE2: every x86-64); the
+ * caller fences (fl_stream_fence) before its results are read. */
+static void fl_stream_copy_f32(float *dst, const float *src, fl_idx n)
+{
+#if EW_HAVE_STREAM
+    fl_idx i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+#else
+    memcpy(dst, src, (size_t)n * sizeof *dst);
+#endif
+}
+
+static void fl_stream_copy_f64(double *dst, const double *src, fl_idx n)
+{
+#if EW_HAVE_STREAM
+    fl_idx i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
+    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+    for (; i < n; i++) dst[i] = src[i];
+#else
+    memcpy(dst, src, (size_t)n * sizeof *dst);
+#endif
+}
+
+static inline void fl_stream_fence(void)
+{
+#if EW_HAVE_STREAM
+    _mm_sfence();
+#endif
+}
 
 #define T double
 #define SFX(n) n##_f64

@@ -74,6 +74,9 @@ typedef struct {
     const void *x; fl_idx sx[FL_MAXDIM];
     void *val, *grad, *hess;        /* C-contiguous or NULL                */
     double scale;                   /* multiplies grad and hess            */
+    int stream;                     /* grad / hess are caller buffers      
+                                     * (out=): large ones may be written  
+                                     * by streaming stores; else 0         */
 } fl_ew_args;
 
 /* Runs an elementwise call.  mode is a set of fl_mode bits and must agree

@@ -1188,6 +1188,38 @@ def test_hinge_packed_labels_check_before_writing(dtype):
     assert np.isnan(v) and np.isnan(g[n - 2]) and np.isfinite(g[: n - 2]).all()
 
 
+@pytest.mark.parametrize("name", ["mse", "mae", "huber", "smooth_l1", "quantile"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_streamed_out_matches_fresh_output(name, dtype):
+    """A large out= buffer (>= 16 MB) of a memory-bound loss is written by
+    streaming stores through a small buffer (src_c/ew_template.h): every
+    element and every reduced value must have the bits of the call without
+    out= (ordinary stores), at any alignment of out and thread count, and
+    nothing outside out may be touched."""
+    L = needs(name)
+    n = (16 << 20) // np.dtype(dtype).itemsize + 37
+    rng = np.random.default_rng(7)
+    p = rng.normal(size=n).astype(dtype)
+    t = rng.normal(size=n).astype(dtype)
+    p[::1009] = np.nan
+    t[5::1013] = np.inf
+    want_v, want_g = L.value_and_grad(p, t)
+    want_h = L.hessian(p, t)
+    for off in (0, 1, 3):
+        buf = np.full(n + 8, 7, dtype)
+        out = buf[off:off + n]
+        for nt in (1, 2):
+            with fl.num_threads(nt):
+                v, g = L.value_and_grad(p, t, out=out)
+                assert g is out and v.tobytes() == want_v.tobytes(), (off, nt, v, want_v)
+                assert np.array_equal(_bits(out), _bits(want_g)), (off, nt)
+                L.hessian(p, t, out=out)
+                assert np.array_equal(_bits(out), _bits(want_h)), (off, nt)
+                L.grad(p, t, out=out)
+                assert np.array_equal(_bits(out), _bits(want_g)), (off, nt)
+            assert np.all(buf[:off] == 7) and np.all(buf[off + n:] == 7)
+
+
 # =============================================================== 7. empty
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
