@@ -814,6 +814,25 @@ static double SFX(ce_split)(const SFX(ce_ctx) *x, int nt)
     return acc;
 }
 
+/* A parallel call's chunks (fl_run_chunks): samples [c per, (c+1) per),
+ * with the calling thread's gather buffers. */
+typedef struct {
+    int kernel;
+    const SFX(ce_ctx) *x;
+    fl_idx per, nsamp, C;
+    T *bufs;
+    fl_idx bsz;
+} SFX(cls_job);
+
+static double SFX(cls_chunk)(void *ctx, fl_idx c, int tid)
+{
+    const SFX(cls_job) *j = (const SFX(cls_job) *)ctx;
+    T *zb = j->bufs ? j->bufs + (fl_idx)tid * j->bsz : NULL;
+    T *tb = zb ? zb + j->C : NULL, *gb = zb ? zb + 2 * j->C : NULL;
+    fl_idx i0 = c * j->per, i1 = i0 + j->per < j->nsamp ? i0 + j->per : j->nsamp;
+    return SFX(cls_range)(j->kernel, j->x, i0, i1, zb, tb, gb);
+}
+
 static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *status)
 {
     const fl_idx nsamp = a->outer * a->inner, C = a->C;
@@ -860,31 +879,8 @@ static double SFX(cls_run)(int kernel, const fl_cls_args *a, int nthreads, int *
         *status = -1;                  /* out of memory; nothing computed */
         return 0.0;
     }
-    (void)nt;
-    const int timed = adaptive && nt > 1;
-    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
-    fl_idx master_chunks = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        const int tid = FL_TID();
-        double busy = 0.0;
-        fl_idx mine = 0;
-        T *zb = bufs ? bufs + (fl_idx)tid * bsz : NULL;
-        T *tb = zb ? zb + C : NULL, *gb = zb ? zb + 2 * C : NULL;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1) nowait
-#endif
-        for (fl_idx c = 0; c < nchunks; c++) {
-            double s0 = timed && tid == 0 ? fl_now() : 0.0;
-            fl_idx i0 = c * per, i1 = i0 + per < nsamp ? i0 + per : nsamp;
-            part[c] = SFX(cls_range)(kernel, &x, i0, i1, zb, tb, gb);
-            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
-        }
-        if (tid == 0) { master_busy = busy; master_chunks = mine; }
-    }
-    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < nchunks);
+    SFX(cls_job) job = { kernel, &x, per, nsamp, C, bufs, bsz };
+    fl_run_chunks(SFX(cls_chunk), &job, nchunks, nt, adaptive, part);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
     if (part != stack_part) free(part);

@@ -23,29 +23,28 @@
 
 /* dst[0..n) = src[0..n) by streaming stores (SSE2: every x86-64); the
  * caller fences (fl_stream_fence) before its results are read. */
+#if EW_HAVE_STREAM
+#define EW_STREAM_COPY(NAME, T, W, STREAM, LOAD)                                \
+    static void NAME(T *dst, const T *src, fl_idx n)                          \
+    {                                                                         \
+        fl_idx i = 0;                                                         \
+        for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];    \
+        for (; i + (W) <= n; i += (W)) STREAM(dst + i, LOAD(src + i));        \
+        for (; i < n; i++) dst[i] = src[i];                                   \
+    }
+EW_STREAM_COPY(fl_stream_copy_f32, float, 4, _mm_stream_ps, _mm_loadu_ps)
+EW_STREAM_COPY(fl_stream_copy_f64, double, 2, _mm_stream_pd, _mm_loadu_pd)
+#undef EW_STREAM_COPY
+#else
 static void fl_stream_copy_f32(float *dst, const float *src, fl_idx n)
 {
-#if EW_HAVE_STREAM
-    fl_idx i = 0;
-    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
-    for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
-    for (; i < n; i++) dst[i] = src[i];
-#else
     memcpy(dst, src, (size_t)n * sizeof *dst);
-#endif
 }
-
 static void fl_stream_copy_f64(double *dst, const double *src, fl_idx n)
 {
-#if EW_HAVE_STREAM
-    fl_idx i = 0;
-    for (; i < n && ((uintptr_t)(dst + i) & 15); i++) dst[i] = src[i];
-    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
-    for (; i < n; i++) dst[i] = src[i];
-#else
     memcpy(dst, src, (size_t)n * sizeof *dst);
-#endif
 }
+#endif
 
 static inline void fl_stream_fence(void)
 {

@@ -236,6 +236,24 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, const PRM *prm,
     return acc;
 }
 
+/* A parallel call's chunks (fl_run_chunks). */
+typedef struct {
+    SFX(block_fn) fn;
+    int mode;
+    const PRM *prm;
+    const fl_ew_args *a;
+    fl_idx chunk, n;
+    int stream;
+} SFX(ew_job);
+
+static double SFX(ew_chunk)(void *ctx, fl_idx c, int tid)
+{
+    const SFX(ew_job) *j = (const SFX(ew_job) *)ctx;
+    fl_idx s = c * j->chunk, e = s + j->chunk < j->n ? s + j->chunk : j->n;
+    (void)tid;
+    return SFX(ew_range)(j->fn, j->mode, j->prm, j->a, s, e, j->stream);
+}
+
 static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
                           const fl_ew_args *a, int nthreads)
 {
@@ -267,28 +285,8 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
     if (!part) {                  /* no memory for partials: one thread, one pass */
         return SFX(ew_range)(fn, mode, &prm, a, 0, n, stream);
     }
-    const int timed = adaptive && nt > 1;
-    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
-    fl_idx master_chunks = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        const int tid = FL_TID();
-        double busy = 0.0;
-        fl_idx mine = 0;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1) nowait
-#endif
-        for (fl_idx c = 0; c < nchunks; c++) {
-            double s0 = timed && tid == 0 ? fl_now() : 0.0;
-            fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
-            part[c] = SFX(ew_range)(fn, mode, &prm, a, s, e, stream);
-            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
-        }
-        if (tid == 0) { master_busy = busy; master_chunks = mine; }
-    }
-    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < nchunks);
+    SFX(ew_job) job = { fn, mode, &prm, a, chunk, n, stream };
+    fl_run_chunks(SFX(ew_chunk), &job, nchunks, nt, adaptive, part);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
     if (part != stack_part) free(part);

@@ -59,6 +59,18 @@ double fl_now(void);
 int fl_guard_solo(void);
 void fl_guard_report(double total, double master_busy, int team_worked);
 
+/* One chunk of a parallel call: its partial sum.  tid is the calling
+ * thread's number in the team (for per-thread buffers). */
+typedef double (*fl_chunk_fn)(void *ctx, fl_idx c, int tid);
+
+/* The drivers' parallel loop: fn on chunks 0..nchunks-1 by a team of nt
+ * threads (nt == 1: the calling thread alone), handed out one at a time
+ * (dynamic), part[c] = fn's result; adaptive (a default-thread call): the
+ * contention guard watches the call (fl_guard_report).  The caller adds
+ * part[] in chunk order: the same bits whatever the thread count. */
+void fl_run_chunks(fl_chunk_fn fn, void *ctx, fl_idx nchunks, int nt, int adaptive,
+                   double *part);
+
 /* Drivers receive nthreads > 0 for an explicit per-call request
  * (n_threads=) and -n for the resolved default n (the num_threads context,
  * set_num_threads, the environment), which the guard may lower.  Returns the

@@ -102,6 +102,33 @@ void fl_guard_report(double total, double master_busy, int team_worked)
     }
 }
 
+void fl_run_chunks(fl_chunk_fn fn, void *ctx, fl_idx nchunks, int nt, int adaptive,
+                   double *part)
+{
+    const int timed = adaptive && nt > 1;
+    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
+    fl_idx master_chunks = 0;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        const int tid = FL_TID();
+        double busy = 0.0;
+        fl_idx mine = 0;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1) nowait
+#endif
+        for (fl_idx c = 0; c < nchunks; c++) {
+            double s0 = timed && tid == 0 ? fl_now() : 0.0;
+            part[c] = fn(ctx, c, tid);
+            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
+        }
+        if (tid == 0) { master_busy = busy; master_chunks = mine; }
+    }
+    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < nchunks);
+}
+
 int fl_have_openmp(void)
 {
 #ifdef _OPENMP

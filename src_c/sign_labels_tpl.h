@@ -171,6 +171,38 @@ AVX512 static double SFXS(signs_chunk)(int sq, int mode, int nt, const E *p, con
 #undef SIGNS_CASE
 }
 
+/* A call's chunks of FL_CHUNK elements (fl_run_chunks): the check-and-pack
+ * pass (bad: set by the first chunk that finds a bad label; later chunks
+ * are skipped), then the kernel pass. */
+typedef struct {
+    int sq, mode, nt;
+    const E *p, *t;
+    K *bits;
+    fl_idx n, head;
+    E sc;
+    E *v, *g, *h;
+    int bad;
+} SFXS(signs_job);
+
+static double SFXS(signs_pack_chunk)(void *ctx, fl_idx c, int tid)
+{
+    SFXS(signs_job) *j = (SFXS(signs_job) *)ctx;
+    fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < j->n ? s + FL_CHUNK : j->n;
+    (void)tid;
+    if (!__atomic_load_n(&j->bad, __ATOMIC_RELAXED) && SFXS(signs_pack)(j->t, s, e, j->bits))
+        __atomic_store_n(&j->bad, 1, __ATOMIC_RELAXED);
+    return 0.0;
+}
+
+static double SFXS(signs_kern_chunk)(void *ctx, fl_idx c, int tid)
+{
+    const SFXS(signs_job) *j = (const SFXS(signs_job) *)ctx;
+    fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < j->n ? s + FL_CHUNK : j->n;
+    (void)tid;
+    return SFXS(signs_chunk)(j->sq, j->mode, j->nt, j->p, j->bits, s, e, j->head, j->sc,
+                             j->v, j->g, j->h);
+}
+
 /* The whole call: the check-and-pack pass over every chunk, then (if every
  * label passed) the kernel pass.  Chunks and their partial sums as in the
  * elementwise driver: dynamic hand-out, sums added in chunk order (the same
@@ -183,7 +215,7 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
     if (mode != FL_SUM && mode != FL_VAL && mode != FL_GRAD && mode != (FL_SUM | FL_GRAD) &&
         mode != (FL_VAL | FL_GRAD) && mode != FL_HESS)
         return -1;
-    const fl_idx chunk = FL_CHUNK, nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
+    const fl_idx nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
     const size_t nbits = (size_t)((n + L - 1) / L);
     K stack_bits[2 * FL_CHUNK / L];
     double stack_part[256];
@@ -212,61 +244,13 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
     nthreads = fl_unpack_threads(nthreads, &adaptive);
     int nt = fl_threads_for(nthreads, n, FL_MIN_PER_THREAD_LIGHT);
     if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
-    const int timed = adaptive && nt > 1;
-    double t0 = timed ? fl_now() : 0.0, master_busy = 0.0;
-    fl_idx master_chunks = 0, all_chunks = 0;
-    int bad = 0;
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1)
-#endif
-    {
-        const int tid = FL_TID();
-        double busy = 0.0;
-        fl_idx mine = 0;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1) reduction(+:all_chunks)
-#endif
-        for (fl_idx c = 0; c < nchunks; c++) {
-            int stop;
-#ifdef _OPENMP
-#pragma omp atomic read
-#endif
-            stop = bad;
-            if (stop) continue;
-            double s0 = timed && tid == 0 ? fl_now() : 0.0;
-            fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
-            if (SFXS(signs_pack)(t, s, e, bits)) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                bad = 1;
-            }
-            all_chunks++;
-            if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
-        }
-        /* the barrier above: every label checked, bad final */
-        int stop;
-#ifdef _OPENMP
-#pragma omp atomic read
-#endif
-        stop = bad;
-        if (!stop) {
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1) reduction(+:all_chunks) nowait
-#endif
-            for (fl_idx c = 0; c < nchunks; c++) {
-                double s0 = timed && tid == 0 ? fl_now() : 0.0;
-                fl_idx s = c * chunk, e = s + chunk < n ? s + chunk : n;
-                part[c] = SFXS(signs_chunk)(sq, mode, ntst, p, bits, s, e, head, sc, v, g, h);
-                all_chunks++;
-                if (timed && tid == 0) { busy += fl_now() - s0; mine++; }
-            }
-        }
-        if (tid == 0) { master_busy = busy; master_chunks = mine; }
-    }
-    /* the team worked when the master did not process every chunk */
-    if (timed) fl_guard_report(fl_now() - t0, master_busy, master_chunks < all_chunks);
+    /* two parallel loops: every label checked (and packed) before the
+     * first output is written */
+    SFXS(signs_job) job = { sq, mode, ntst, p, t, bits, n, head, sc, v, g, h, 0 };
+    fl_run_chunks(SFXS(signs_pack_chunk), &job, nchunks, nt, adaptive, part);
+    const int bad = __atomic_load_n(&job.bad, __ATOMIC_RELAXED);
+    if (!bad)
+        fl_run_chunks(SFXS(signs_kern_chunk), &job, nchunks, nt, adaptive, part);
     double acc = 0.0;
     if (!bad)
         for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
