@@ -451,8 +451,10 @@ cdef class Loss:
                              None if c.domain.values is None else
                              np.array(c.domain.values, dtype=np.float64))
                             for c in spec.checks)
+        # the C path checks the set {-1, 0, 1} itself: only for that set
         self.sign_labels = (len(self.checks) == 1 and self.checks[0][0] == 1
-                            and self.checks[0][5] is not None)
+                            and self.checks[0][5] is not None
+                            and sorted(self.checks[0][5].tolist()) == [-1.0, 0.0, 1.0])
         self.cls_kernel = CLS_KERNELS[spec.kernel] if spec.family == "class" else -1
         defaults = {p.name: p.default for p in spec.params}
         self.cls_margin = defaults.get("margin", 0.0)

@@ -637,7 +637,7 @@ static FL_CLONES double SFX(nll_rows)(const fl_cls_args *a, fl_idx i0, fl_idx i1
     const T scale = (T)a->scale;
     /* streaming stores only when the whole derivative is far larger than
      * a core's cache (else the next reader finds it there) */
-    const int stream = (size_t)(a->outer * C) * sizeof(T) >= ((size_t)16 << 20);
+    const int stream = (size_t)(a->outer * C) * sizeof(T) >= FL_STREAM_BYTES;
     if (D) ZERO_FILL(D + i0 * C, sizeof(T) * (size_t)((i1 - i0) * C), stream);
     double acc = 0.0;
     for (fl_idx i = i0; i < i1; i++) {

@@ -17,10 +17,6 @@
 #define EW_HAVE_STREAM 0
 #endif
 
-/* Outputs of at least this many bytes written into a caller's buffer go
- * through streaming stores (no read for ownership; not kept in cache). */
-#define EW_STREAM_BYTES ((size_t)16 << 20)
-
 /* dst[0..n) = src[0..n) by streaming stores (SSE2: every x86-64); the
  * caller fences (fl_stream_fence) before its results are read. */
 #if EW_HAVE_STREAM

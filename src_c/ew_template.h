@@ -271,7 +271,7 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
      * float32 0-7 %; a transcendental kernel lost 12 % to the copy) */
     const int stream = a->stream && !SFX(ew_heavy)[kernel] && !(mode & FL_VAL) &&
                        (a->grad != NULL) + (a->hess != NULL) == 1 &&
-                       (size_t)n * sizeof(T) >= EW_STREAM_BYTES;
+                       (size_t)n * sizeof(T) >= FL_STREAM_BYTES;
     if (nchunks == 1)
         return SFX(ew_range)(fn, mode, &prm, a, 0, n, 0);
 

@@ -37,6 +37,12 @@
  * bench/sweep_threads.py) */
 #define FL_CHUNK_HEAVY ((fl_idx)8192)
 
+/* Outputs of at least this many bytes are written by streaming stores (no
+ * read for ownership, not kept in cache) where the drivers stream: caller
+ * buffers (out=) of the elementwise and packed-label drivers, nll's
+ * clearing of its derivative.  Measured at 1e7 elements (40-80 MB). */
+#define FL_STREAM_BYTES ((size_t)16 << 20)
+
 /* Fewest elements per thread before another thread pays for itself, for
  * memory-bound elementwise kernels, transcendental ones, and the class
  * losses (cross_entropy counts its N*C logits).  Defaults measured by

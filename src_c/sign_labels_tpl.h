@@ -4,9 +4,9 @@
  * VIDX(h) / VPERM2 (the two-source permute of lanes h..h+L-1) defined;
  * undefines them at its end. */
 
-/* Checks the labels t[s, e) and packs them, one bit each (1: +1), into
- * bits[s / L ...]; s is a multiple of L.  Returns 1 when a label is not -1,
- * 0 or 1 (NaN included). */
+/* Checks the L (mask k: fewer) labels at t and stores their bits (1: +1)
+ * in *bits; returns bad with the lanes holding a label that is not -1, 0 or
+ * 1 (NaN included) added. */
 AVX512 FL_INLINE K SFXS(signs_pack1)(const E *t, K k, K *bits, K bad)
 {
     const V one = VOP(set1)((E)1), mone = VOP(set1)((E)-1), zero = VOP(setzero)();
@@ -19,13 +19,9 @@ AVX512 FL_INLINE K SFXS(signs_pack1)(const E *t, K k, K *bits, K bad)
 
 /* Interleaving several sequential streams lets this VM's single core keep
  * more cache misses in flight: the check pass reads t as 4 streams, the
- * kernel pass p (and writes its outputs) as 2 (measured: both passes
- * single-stream reach 70-72 % of the probe, this way 84-86 %). */
-/* outputs of at least this many bytes are written by streaming stores
- * (they would not stay in cache; measured: 17 % faster at 1e7 float32) */
-#ifndef SIGNS_NT_BYTES
-#define SIGNS_NT_BYTES ((size_t)16 << 20)
-#endif
+ * kernel pass p (and writes its outputs) as 2 (measured in a C
+ * microbenchmark at 1e7: single streams reach 70-72 % of the probe, this
+ * way 84-86 %; streaming stores then add 17 %). */
 #ifndef SIGNS_PACK_STREAMS
 #define SIGNS_PACK_STREAMS 4
 #endif
@@ -33,6 +29,8 @@ AVX512 FL_INLINE K SFXS(signs_pack1)(const E *t, K k, K *bits, K bad)
 #define SIGNS_KERN_STREAMS 2
 #endif
 
+/* Checks and packs the labels t[s, e) (s a multiple of L) into
+ * bits[s / L ...]; returns 1 when one is not -1, 0 or 1 (NaN included). */
 AVX512 static int SFXS(signs_pack)(const E *t, fl_idx s, fl_idx e, K *bits)
 {
     K bad = 0;
@@ -145,14 +143,15 @@ AVX512 FL_INLINE double SFXS(signs_block)(const int SQ, const int MODE, const in
     return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
 
-/* One chunk, the (SQ, MODE, NT) loop chosen; 0 for an unknown mode. */
-AVX512 static double SFXS(signs_chunk)(int sq, int mode, int nt, const E *p, const K *bits,
+/* One chunk, the (SQ, MODE, NT) loop chosen (stream: NT); 0 for an unknown
+ * mode. */
+AVX512 static double SFXS(signs_chunk)(int sq, int mode, int stream, const E *p, const K *bits,
                                        fl_idx s, fl_idx e, fl_idx head, E sc, E *v,
                                        E *g, E *h)
 {
 #define SIGNS_CASE(M)                                                                 \
     case (M):                                                                         \
-        if (nt)                                                                       \
+        if (stream)                                                                   \
             return sq ? SFXS(signs_block)(1, (M), 1, p, bits, s, e, head, sc, v, g, h) \
                       : SFXS(signs_block)(0, (M), 1, p, bits, s, e, head, sc, v, g, h); \
         return sq ? SFXS(signs_block)(1, (M), 0, p, bits, s, e, 0, sc, v, g, h)       \
@@ -175,7 +174,7 @@ AVX512 static double SFXS(signs_chunk)(int sq, int mode, int nt, const E *p, con
  * pass (bad: set by the first chunk that finds a bad label; later chunks
  * are skipped), then the kernel pass. */
 typedef struct {
-    int sq, mode, nt;
+    int sq, mode, stream;
     const E *p, *t;
     K *bits;
     fl_idx n, head;
@@ -199,7 +198,7 @@ static double SFXS(signs_kern_chunk)(void *ctx, fl_idx c, int tid)
     const SFXS(signs_job) *j = (const SFXS(signs_job) *)ctx;
     fl_idx s = c * FL_CHUNK, e = s + FL_CHUNK < j->n ? s + FL_CHUNK : j->n;
     (void)tid;
-    return SFXS(signs_chunk)(j->sq, j->mode, j->nt, j->p, j->bits, s, e, j->head, j->sc,
+    return SFXS(signs_chunk)(j->sq, j->mode, j->stream, j->p, j->bits, s, e, j->head, j->sc,
                              j->v, j->g, j->h);
 }
 
@@ -229,9 +228,9 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
      * first, then 64-byte aligned stores */
     const E *o1 = (mode & FL_HESS) ? h : (mode & FL_GRAD) ? g : NULL;
     const uintptr_t a1 = (uintptr_t)o1;
-    int ntst = reused && o1 != NULL && !(mode & FL_VAL) &&
-               (size_t)n * sizeof(E) >= SIGNS_NT_BYTES && a1 % sizeof(E) == 0;
-    const fl_idx head = ntst ? (fl_idx)(((64 - a1 % 64) % 64) / sizeof(E)) : 0;
+    const int stream = reused && o1 != NULL && !(mode & FL_VAL) &&
+                       (size_t)n * sizeof(E) >= FL_STREAM_BYTES && a1 % sizeof(E) == 0;
+    const fl_idx head = stream ? (fl_idx)(((64 - a1 % 64) % 64) / sizeof(E)) : 0;
     K *bits = nbits <= sizeof stack_bits / sizeof stack_bits[0]
         ? stack_bits : (K *)malloc(nbits * sizeof(K));
     double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
@@ -246,7 +245,7 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
     if (adaptive && nt > 1 && fl_guard_solo()) nt = 1;
     /* two parallel loops: every label checked (and packed) before the
      * first output is written */
-    SFXS(signs_job) job = { sq, mode, ntst, p, t, bits, n, head, sc, v, g, h, 0 };
+    SFXS(signs_job) job = { sq, mode, stream, p, t, bits, n, head, sc, v, g, h, 0 };
     fl_run_chunks(SFXS(signs_pack_chunk), &job, nchunks, nt, adaptive, part);
     const int bad = __atomic_load_n(&job.bad, __ATOMIC_RELAXED);
     if (!bad)
