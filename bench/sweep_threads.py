@@ -22,7 +22,7 @@ import numpy as np
 
 import fastloss as fl
 from fastloss import _core
-from fastloss._samples import make_inputs
+from fastloss._registry import make_inputs
 
 KINDS = {
     # kind: (losses, sizes in elements)

@@ -20,8 +20,8 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import fastloss as fl  # noqa: E402
-from fastloss._samples import make_inputs  # noqa: E402
-from fastloss._table import TABLE  # noqa: E402
+from fastloss._registry import make_inputs  # noqa: E402
+from fastloss._registry import TABLE  # noqa: E402
 from fastloss.bench import CLASS_SHAPES, LARGE, SIZES, size_label  # noqa: E402
 
 IMPLS = ("fastloss", "reference")

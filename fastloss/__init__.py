@@ -13,44 +13,17 @@ See ``fl.losses`` for the table and ``fl.show_config()`` for the build.
 """
 from . import _core
 from ._core import Loss
-from . import _api, _table, reference as _reference
+from . import _call, _registry
 from ._threads import get_num_threads, num_threads, set_num_threads, _init_from_env
 
 __version__ = "0.1.0"
 
-_core.set_slow_path(_api.run)
+_core.set_slow_path(_call.run)
 _init_from_env()
+_registry._check()
 
 
-def _make_doc(spec):
-    lines = [f"{spec.summary}.", "", f"Per element: {spec.formula}", ""]
-    lines.append(f"fl.{spec.name}(y_pred, y_true, *, reduction='mean', sample_weight=None, "
-                 "axis=None, n_threads=None"
-                 + "".join(f", {p.name}={p.default!r}" for p in spec.params)
-                 + "".join(f", {a.name}=None" for a in spec.array_params) + ")")
-    if spec.params or spec.array_params:
-        lines.append("")
-        lines.append("Parameters:")
-        for p in spec.params:
-            lines.append(f"  {p.name} = {p.default!r}, in {p.domain}"
-                         + (" or None" if p.allow_none else "") + (f": {p.doc}" if p.doc else ""))
-        for a in spec.array_params:
-            lines.append(f"  {a.name} = None, array with values in {a.domain}: {a.doc}")
-    lines += ["", "Methods: .grad, .value_and_grad (fused), .hessian (diagonal), "
-              ".reference (pure NumPy)."]
-    return "\n".join(lines)
-
-
-def _build():
-    table = _table.resolve_kernels(_core.EW_KERNELS)
-    out = {}
-    for spec in table:
-        cls = type(spec.name, (Loss,), {"__doc__": _make_doc(spec), "__module__": __name__})
-        out[spec.name] = cls(spec, reference=_reference.LOSSES.get(spec.name))
-    return out
-
-
-losses = _build()
+losses = _registry.make_losses(Loss)
 globals().update(losses)
 
 
@@ -63,7 +36,7 @@ def get(name):
                          f"{', '.join(sorted(losses))}") from None
 
 
-_core.set_loss_lookup(get)
+_core.set_loss_lookup(get, _call.bind_loss)
 
 
 def show_config(print_=True):

@@ -36,25 +36,27 @@ cdef extern from "fastloss.h" nogil:
         FL_EW_NKERNELS
     ctypedef struct fl_params:
         double a, b, c, d
+    enum:
+        FL_EW_P
+        FL_EW_T
+        FL_EW_X
+        FL_EW_W
+        FL_EW_NOPS
+        FL_EW_MAXD
     ctypedef struct fl_ew_args:
         int ndim
         fl_idx shape[FL_MAXDIM]
-        const void *p
-        fl_idx sp[FL_MAXDIM]
-        const void *t
-        fl_idx st[FL_MAXDIM]
-        const void *w
-        fl_idx sw[FL_MAXDIM]
-        const void *x
-        fl_idx sx[FL_MAXDIM]
+        const void *in_ "in"[4]
+        fl_idx s[4][FL_MAXDIM]
         void *val
-        void *grad
-        void *hess
+        void *grad[2]
+        void *hess[2]
         double scale
         int stream
     double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                      const fl_ew_args *a, int nthreads)
     const char *fl_ew_kernel_name(int k)
+    int fl_ew_kernel_nd(int k)
     enum:
         FL_CLS_CE
         FL_CLS_NLL
@@ -111,8 +113,10 @@ VALUE = 0
 GRAD = 1
 VALUE_AND_GRAD = 2
 HESSIAN = 3
+GRAD_AND_HESSIAN = 4
 
 EW_KERNELS = {fl_ew_kernel_name(k).decode(): k for k in range(FL_EW_NKERNELS)}
+EW_KERNEL_ND = {fl_ew_kernel_name(k).decode(): fl_ew_kernel_nd(k) for k in range(FL_EW_NKERNELS)}
 
 
 # ---------------------------------------------------------------- threads
@@ -202,10 +206,9 @@ cdef void _coalesce(fl_ew_args *a, int nops) noexcept nogil:
     """Drop length-1 dimensions and merge neighbours that every operand (and
     the C-contiguous outputs) walks as one: fewer, longer inner loops."""
     cdef fl_idx *strides[4]
-    strides[0] = a.sp
-    strides[1] = a.st
-    strides[2] = a.sw
-    strides[3] = a.sx
+    cdef int q
+    for q in range(4):
+        strides[q] = a.s[q]
     cdef int k, j, m = 0, ok
     # drop length-1 dims (keep at least one)
     for k in range(a.ndim):
@@ -240,12 +243,22 @@ cdef void _coalesce(fl_ew_args *a, int nops) noexcept nogil:
     a.ndim = m + 1
 
 
+cdef void *_data_or_null(object a) except? NULL:
+    if a is None:
+        return NULL
+    # checked cast: anything but an ndarray (a NumPy scalar from a 0-d
+    # ufunc result, say) is a TypeError, never a wild pointer
+    return cnp.PyArray_DATA(<cnp.ndarray?>a)
+
+
 def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
             object w, object x, object val, object grad, object hess,
-            double scale, int nthreads):
+            double scale, int nthreads, object grad1=None, object hess1=None):
     """Run one elementwise kernel.  p, t (and w, x when given) have one shape
-    and the compute dtype; val/grad/hess are C-contiguous of that shape and
-    dtype or None.  Returns the weighted sum when mode has MODE_SUM."""
+    and the compute dtype; val and the derivative outputs (grad, hess: of
+    the kernel's first differentiated input; grad1, hess1: of its second)
+    are C-contiguous of that shape and dtype or None.  Returns the weighted
+    sum when mode has MODE_SUM."""
     cdef fl_ew_args a
     cdef fl_params prm
     cdef int nd = cnp.PyArray_NDIM(p), k
@@ -254,29 +267,32 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
     cdef double res
     if nd > FL_MAXDIM:
         raise ValueError("too many dimensions")
+    if kernel < 0 or kernel >= FL_EW_NKERNELS:
+        raise ValueError("internal: no such kernel")
+    if (grad1 is not None or hess1 is not None) and fl_ew_kernel_nd(kernel) < 2:
+        raise ValueError("internal: the kernel has one derivative output")
     prm.a, prm.b, prm.c, prm.d = params
     memset(&a, 0, sizeof(a))
     a.ndim = nd
     for k in range(nd):
         a.shape[k] = cnp.PyArray_DIMS(p)[k]
-    _element_strides(p, nd, a.sp)
-    a.p = cnp.PyArray_DATA(p)
-    _element_strides(t, nd, a.st)
-    a.t = cnp.PyArray_DATA(t)
+    _element_strides(p, nd, a.s[FL_EW_P])
+    a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
+    _element_strides(t, nd, a.s[FL_EW_T])
+    a.in_[FL_EW_T] = cnp.PyArray_DATA(t)
     if w is not None:
         arr = w
-        _element_strides(arr, nd, a.sw)
-        a.w = cnp.PyArray_DATA(arr)
+        _element_strides(arr, nd, a.s[FL_EW_W])
+        a.in_[FL_EW_W] = cnp.PyArray_DATA(arr)
     if x is not None:
         arr = x
-        _element_strides(arr, nd, a.sx)
-        a.x = cnp.PyArray_DATA(arr)
-    if val is not None:
-        a.val = cnp.PyArray_DATA(<cnp.ndarray?>val)
-    if grad is not None:
-        a.grad = cnp.PyArray_DATA(<cnp.ndarray?>grad)
-    if hess is not None:
-        a.hess = cnp.PyArray_DATA(<cnp.ndarray?>hess)
+        _element_strides(arr, nd, a.s[FL_EW_X])
+        a.in_[FL_EW_X] = cnp.PyArray_DATA(arr)
+    a.val = _data_or_null(val)
+    a.grad[0] = _data_or_null(grad)
+    a.hess[0] = _data_or_null(hess)
+    a.grad[1] = _data_or_null(grad1)
+    a.hess[1] = _data_or_null(hess1)
     a.scale = scale
     nthreads = _thread_arg(nthreads)
     with nogil:
@@ -286,14 +302,6 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
 
 
 CLS_KERNELS = {"ce": FL_CLS_CE, "nll": FL_CLS_NLL, "margin": FL_CLS_MARGIN}
-
-
-cdef void *_data_or_null(object a) except? NULL:
-    if a is None:
-        return NULL
-    # checked cast: anything but an ndarray (a NumPy scalar from a 0-d
-    # ufunc result, say) is a TypeError, never a wild pointer
-    return cnp.PyArray_DATA(<cnp.ndarray?>a)
 
 
 cdef int _fill_cls(fl_cls_args *a, cnp.ndarray z, fl_idx outer, fl_idx C, fl_idx inner,
@@ -389,6 +397,8 @@ cdef object _S_RED = "reduction"
 cdef object _S_NT = "n_threads"
 cdef object _S_SW = "sample_weight"
 cdef object _S_AX = "axis"
+cdef object _S_WRT = "wrt"
+cdef object _S_COT = "cotangent"
 cdef object _S_MEAN = "mean"
 cdef object _S_SUM = "sum"
 cdef object _S_NONE = "none"
@@ -404,17 +414,24 @@ cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
 
 
 cdef class Loss:
-    """A loss function: call it for the value; ``.grad``, ``.value_and_grad``
-    and ``.hessian`` for derivatives with respect to ``y_pred``;
-    ``.reference`` for the pure-NumPy reference with the same signature.
+    """A loss function: call it for the value; ``.grad``, ``.value_and_grad``,
+    ``.hessian`` and ``.grad_and_hessian`` for derivatives (of the inputs
+    named by ``wrt``, default ``loss.differentiable``); ``.reference`` for the
+    pure-NumPy reference with the same signature; ``.bind(**params)`` for a
+    loss with parameters fixed.
 
-    Instances are made from the table in ``fastloss._table``; see
-    ``fastloss.losses``.
+    Instances are made from the declarations in ``fastloss.losses``; see
+    ``fastloss.losses`` (the mapping of names to losses).
     """
     cdef readonly str name
     cdef readonly object spec
     cdef readonly object reference
     cdef readonly str family
+    cdef readonly tuple inputs        # positional array arguments, in order
+    cdef readonly tuple differentiable
+    cdef readonly bint has_hessian
+    cdef readonly dict bound          # parameters fixed by bind()
+    cdef Py_ssize_t nin
     cdef int kernel          # elementwise kernel id for the fast path, -1: none
     cdef int cls_kernel      # class-axis kernel id for the fast path, -1: none
     cdef double cls_margin   # multi_margin defaults
@@ -428,25 +445,34 @@ cdef class Loss:
                              #   hi_open, allowed values or None), ...)
     cdef bint sign_labels    # one check, a label set on y_true: try fl_ew_run_signs
                              #   (it takes hinge / squared_hinge, -1 for others)
+    cdef bint cls_defaults_only  # class fast path: only default parameters
 
-    def __init__(self, spec, reference=None):
+    def __init__(self, spec, reference=None, bound=None):
+        if not hasattr(spec, "family"):
+            raise TypeError(f"fastloss.Loss objects are made from the loss declarations; "
+                            f"use fastloss.get({spec!r}) or fastloss.losses[{spec!r}]")
         self.name = spec.name
         self.spec = spec
         self.family = spec.family
         self.reference = reference
-        self.kernel = spec.fast_kernel
+        self.inputs = spec.inputs
+        self.differentiable = spec.differentiable
+        self.has_hessian = spec.has_hessian
+        self.nin = len(spec.inputs)
+        self.bound = dict(bound or {})
+        self.kernel = spec.fast_kernel if self.nin == 2 else -1
         self.pack_params = spec.pack_fast
-        self.param_names = frozenset(spec.param_names)
+        self.param_names = frozenset(n for n in spec.param_names if n not in self.bound)
         self.none_ok = frozenset([p.name for p in spec.params if p.allow_none]
                                  + [a.name for a in spec.array_params])
         if self.kernel >= 0:
             self.dparams32.a, self.dparams32.b, self.dparams32.c, self.dparams32.d = \
-                spec.pack_fast({}, np.float32)
+                spec.pack_fast(self.bound, np.float32)
             self.dparams64.a, self.dparams64.b, self.dparams64.c, self.dparams64.d = \
-                spec.pack_fast({}, np.float64)
+                spec.pack_fast(self.bound, np.float64)
         else:
             self.kernel = -1
-        self.checks = tuple((0 if c.arg == "y_pred" else 1, c.domain.lo, c.domain.hi,
+        self.checks = tuple((spec.inputs.index(c.arg), c.domain.lo, c.domain.hi,
                              c.domain.lo_open, c.domain.hi_open,
                              None if c.domain.values is None else
                              np.array(c.domain.values, dtype=np.float64))
@@ -457,43 +483,76 @@ cdef class Loss:
                             and sorted(self.checks[0][5].tolist()) == [-1.0, 0.0, 1.0])
         self.cls_kernel = CLS_KERNELS[spec.kernel] if spec.family == "class" else -1
         defaults = {p.name: p.default for p in spec.params}
+        defaults.update(self.bound)
         self.cls_margin = defaults.get("margin", 0.0)
         self.cls_power = defaults.get("power", 1)
+        # a bound class-loss parameter other than its default: generic path
+        self.cls_defaults_only = not any(
+            v is not None and v != {p.name: p.default for p in spec.params}.get(k)
+            for k, v in self.bound.items() if k not in ("margin", "power"))
 
     def __repr__(self):
+        if self.bound:
+            return (f"<fastloss.Loss {self.name} bound "
+                    + ", ".join(f"{k}={v!r}" for k, v in self.bound.items()) + ">")
         return f"<fastloss.Loss {self.name}>"
 
     def __reduce__(self):
+        if self.bound:
+            return (_bind_loss, (self.name, self.bound))
         return (_get_loss, (self.name,))
 
-    def __call__(self, y_pred, y_true, **kwargs):
-        r = self._fast(VALUE, y_pred, y_true, kwargs)
-        if r is _MISS:
-            return _slow_path(self, VALUE, y_pred, y_true, kwargs)
-        return r
+    def bind(self, **params):
+        """A Loss with these loss parameters fixed (checked once, here); the
+        bound loss takes the other keywords as before."""
+        return _binder(self, params)
 
-    def grad(self, y_pred, y_true, **kwargs):
-        """d(value)/d(y_pred): the vector-Jacobian product of the returned
-        value with ones, of y_pred's shape and compute dtype."""
-        r = self._fast(GRAD, y_pred, y_true, kwargs)
-        if r is _MISS:
-            return _slow_path(self, GRAD, y_pred, y_true, kwargs)
-        return r
+    def __call__(self, *args, **kwargs):
+        cdef object r
+        if len(args) == 2:
+            r = self._fast(VALUE, args[0], args[1], kwargs)
+            if r is not _MISS:
+                return r
+        return _slow_path(self, VALUE, args, kwargs)
 
-    def value_and_grad(self, y_pred, y_true, **kwargs):
+    def grad(self, *args, **kwargs):
+        """d(sum(cotangent * value))/d(input) for each input named by wrt
+        (default: every differentiable input), in its own shape."""
+        cdef object r
+        if len(args) == 2:
+            r = self._fast(GRAD, args[0], args[1], kwargs)
+            if r is not _MISS:
+                return r
+        return _slow_path(self, GRAD, args, kwargs)
+
+    def value_and_grad(self, *args, **kwargs):
         """``(value, grad)`` computed in one fused pass over memory."""
-        r = self._fast(VALUE_AND_GRAD, y_pred, y_true, kwargs)
-        if r is _MISS:
-            return _slow_path(self, VALUE_AND_GRAD, y_pred, y_true, kwargs)
-        return r
+        cdef object r
+        if len(args) == 2:
+            r = self._fast(VALUE_AND_GRAD, args[0], args[1], kwargs)
+            if r is not _MISS:
+                return r
+        return _slow_path(self, VALUE_AND_GRAD, args, kwargs)
 
-    def hessian(self, y_pred, y_true, **kwargs):
-        """The diagonal of the Hessian of the value with respect to y_pred,
-        scaled as ``grad`` is."""
-        r = self._fast(HESSIAN, y_pred, y_true, kwargs)
-        if r is _MISS:
-            return _slow_path(self, HESSIAN, y_pred, y_true, kwargs)
-        return r
+    def hessian(self, *args, **kwargs):
+        """The diagonal of the Hessian of the value with respect to each
+        input named by wrt, scaled as ``grad`` is."""
+        cdef object r
+        if len(args) == 2:
+            r = self._fast(HESSIAN, args[0], args[1], kwargs)
+            if r is not _MISS:
+                return r
+        return _slow_path(self, HESSIAN, args, kwargs)
+
+    def grad_and_hessian(self, *args, **kwargs):
+        """``(grad, hessian)`` in one fused pass (a boosting round's need);
+        ``out=`` is a pair."""
+        cdef object r
+        if len(args) == 2:
+            r = self._fast(GRAD_AND_HESSIAN, args[0], args[1], kwargs)
+            if r is not _MISS:
+                return r
+        return _slow_path(self, GRAD_AND_HESSIAN, args, kwargs)
 
     cdef object _fast_kwargs(self, dict kwargs, int *reduction, int *nthreads,
                              bint *has_params):
@@ -531,7 +590,7 @@ cdef class Loss:
                     nthreads[0] = v
                 else:
                     return _MISS
-            elif key == _S_SW or key == _S_AX:
+            elif key == _S_SW or key == _S_AX or key == _S_WRT or key == _S_COT:
                 if v is not None:
                     return _MISS
             elif key in self.param_names:
@@ -583,14 +642,15 @@ cdef class Loss:
             return _MISS
         if has_params:
             # raises on a bad value, as the generic path does
-            packed = self.pack_params(kwargs, np.float32 if tn == cnp.NPY_FLOAT else np.float64)
+            packed = self.pack_params({**self.bound, **kwargs} if self.bound else kwargs,
+                                      np.float32 if tn == cnp.NPY_FLOAT else np.float64)
             if packed is None:
                 return _MISS
             prm.a, prm.b, prm.c, prm.d = packed
 
         cdef cnp.ndarray o
         if out is not None:
-            if method == VALUE or type(out) is not cnp.ndarray:
+            if method == VALUE or method == GRAD_AND_HESSIAN or type(out) is not cnp.ndarray:
                 return _MISS
             o = <cnp.ndarray>out
             if (cnp.PyArray_TYPE(o) != tn or not cnp.PyArray_ISCARRAY(o)
@@ -613,12 +673,17 @@ cdef class Loss:
             mode = FL_GRAD
         elif method == VALUE_AND_GRAD:
             mode = (FL_VAL if reduction == 2 else FL_SUM) | FL_GRAD
-        else:
+        elif method == HESSIAN:
             mode = FL_HESS
+        else:
+            mode = FL_GRAD | FL_HESS
         if mode & FL_VAL:
             val = cnp.PyArray_EMPTY(nd, dims, tn, 0)
         if method != VALUE:
             deriv = out if out is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
+        cdef object deriv2 = None
+        if method == GRAD_AND_HESSIAN:
+            deriv2 = cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
         cdef int kern = self.kernel
         cdef double s = 0.0
@@ -632,6 +697,8 @@ cdef class Loss:
                 hp = cnp.PyArray_DATA(<cnp.ndarray>deriv)
             else:
                 gp = cnp.PyArray_DATA(<cnp.ndarray>deriv)
+        if deriv2 is not None:
+            hp = cnp.PyArray_DATA(<cnp.ndarray>deriv2)
         nthreads = _thread_arg(nthreads)
         cdef int bad
         cdef int done = 0
@@ -672,17 +739,19 @@ cdef class Loss:
         if not done:
             a.ndim = 1
             a.shape[0] = n
-            a.p = cnp.PyArray_DATA(p)
-            a.sp[0] = 1
-            a.t = cnp.PyArray_DATA(t)
-            a.st[0] = 1
-            a.w = NULL
-            a.x = NULL
-            a.sw[0] = 0
-            a.sx[0] = 0
+            a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
+            a.s[FL_EW_P][0] = 1
+            a.in_[FL_EW_T] = cnp.PyArray_DATA(t)
+            a.s[FL_EW_T][0] = 1
+            a.in_[FL_EW_W] = NULL
+            a.in_[FL_EW_X] = NULL
+            a.s[FL_EW_W][0] = 0
+            a.s[FL_EW_X][0] = 0
             a.val = vp
-            a.grad = gp
-            a.hess = hp
+            a.grad[0] = gp
+            a.hess[0] = hp
+            a.grad[1] = NULL
+            a.hess[1] = NULL
             a.scale = scale
             a.stream = out is not None
             if n >= 16384:
@@ -693,6 +762,8 @@ cdef class Loss:
 
         if method == GRAD or method == HESSIAN:
             return deriv
+        if method == GRAD_AND_HESSIAN:
+            return (deriv, deriv2)
         if reduction == 2:
             value = val
         else:
@@ -714,6 +785,8 @@ cdef class Loss:
         Labels are validated (in C) before anything is written; a bad label
         goes to the generic path, which reports it."""
         cdef int tn = cnp.PyArray_TYPE(z)
+        if method == GRAD_AND_HESSIAN or not self.cls_defaults_only:
+            return _MISS
         if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
             return _MISS
         if not (cnp.PyArray_ISCARRAY_RO(z) and cnp.PyArray_ISNOTSWAPPED(z)
@@ -811,10 +884,17 @@ cdef class Loss:
 
 
 cdef object _loss_lookup = None
+cdef object _binder = None
 
-def set_loss_lookup(func):
-    global _loss_lookup
+def set_loss_lookup(func, binder):
+    """__init__ registers the name lookup (pickling) and Loss.bind's
+    implementation (_call.bind_loss) here."""
+    global _loss_lookup, _binder
     _loss_lookup = func
+    _binder = binder
 
 def _get_loss(name):
     return _loss_lookup(name)
+
+def _bind_loss(name, params):
+    return _loss_lookup(name).bind(**params)

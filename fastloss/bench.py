@@ -55,13 +55,14 @@ import numpy as np
 
 import fastloss as fl
 from . import _core
-from ._samples import make_inputs
-from ._table import TABLE
+from ._registry import make_inputs
+from ._registry import TABLE
 
 # ---------------------------------------------------------------- settings
 
 SIZES = (10**3, 10**5, 10**7)
 CLASS_SHAPES = ((256, 10), (4096, 10), (1024, 1000), (8192, 1000), (64, 32000), (8, 50000))
+ROW_SHAPES = ((256, 64), (4096, 256), (65536, 32))
 METHODS = ("value_and_grad", "grad", "value", "hessian")
 DTYPES = ("float32", "float64")
 PEERS = ("torch", "torch-fwd", "jax", "sklearn")
@@ -128,7 +129,7 @@ def plan(settings):
     for name in settings.losses:
         family = _family(name)
         shapes = ([(n,) for n in settings.sizes] if family == "elementwise"
-                  else list(settings.shapes))
+                  else list(ROW_SHAPES) if family == "rows" else list(settings.shapes))
         for shape in shapes:
             for dtype in settings.dtypes:
                 threads = settings.threads
@@ -281,14 +282,15 @@ def _wants_out(method):
     return method != "value"
 
 
-def bind(f, p, t, kw, out=None, n_threads=None):
-    """A no-argument closure for f(p, t, out=, n_threads=, **kw).  With no
-    loss parameters it passes literal keywords: merging a dict on every call
-    would add ~0.1 us to calls that take ~0.5 us."""
+def bind(f, inputs, kw, out=None, n_threads=None):
+    """A no-argument closure for f(*inputs, out=, n_threads=, **kw).  With no
+    loss parameters and two inputs it passes literal arguments: merging a
+    dict on every call would add ~0.1 us to calls that take ~0.5 us."""
     extra = {k: v for k, v in (("out", out), ("n_threads", n_threads)) if v is not None}
-    if kw:
+    if kw or len(inputs) != 2:
         merged = {**kw, **extra}
-        return lambda: f(p, t, **merged)
+        return lambda: f(*inputs, **merged)
+    p, t = inputs
     if out is not None:
         return lambda: f(p, t, out=out, n_threads=n_threads)
     if n_threads is not None:
@@ -296,23 +298,32 @@ def bind(f, p, t, kw, out=None, n_threads=None):
     return lambda: f(p, t)
 
 
+def _out_for(ctx):
+    """out= of the default wrt: one array, or a tuple of them."""
+    spec = ctx.spec
+    outs = tuple(np.empty_like(ctx.inputs[spec.inputs.index(w)]) for w in spec.differentiable)
+    return outs[0] if len(outs) == 1 else outs
+
+
 def fastloss_timers(ctx, threads):
-    m, kw, p, t = ctx.case.method, ctx.kwargs, ctx.y_pred, ctx.y_true
+    m, kw = ctx.case.method, ctx.kwargs
     call = _method(ctx.loss, m)
     timers = []
     for n in threads:
-        if _wants_out(m):
-            out = np.empty_like(p)
-            timers.append(Timer("fastloss", n, bind(call, p, t, kw, out, n), _value_of(m)))
-            timers.append(Timer("alloc", n, bind(call, p, t, kw, None, n), _value_of(m)))
-        else:
-            timers.append(Timer("fastloss", n, bind(call, p, t, kw, None, n), _value_of(m)))
+        if _wants_out(m) and not (m == "hessian" and not ctx.spec.has_hessian):
+            out = _out_for(ctx)
+            timers.append(Timer("fastloss", n, bind(call, ctx.inputs, kw, out, n), _value_of(m)))
+            timers.append(Timer("alloc", n, bind(call, ctx.inputs, kw, None, n), _value_of(m)))
+        elif not _wants_out(m):
+            timers.append(Timer("fastloss", n, bind(call, ctx.inputs, kw, None, n), _value_of(m)))
     return timers
 
 
 def reference_timers(ctx, threads):
+    if ctx.case.method == "hessian" and not ctx.spec.has_hessian:
+        return []
     call = _method(ctx.loss.reference, ctx.case.method)
-    return [Timer("reference", None, bind(call, ctx.y_pred, ctx.y_true, ctx.kwargs),
+    return [Timer("reference", None, bind(call, ctx.inputs, ctx.kwargs),
                   _value_of(ctx.case.method), stateless=True)]
 
 
@@ -325,151 +336,11 @@ def roofline_timers(ctx, threads):
 
 
 # ------------------------------------------------------------------- peers
-# One row per loss: how each peer computes the SAME loss value, written as
-# its users write it (defaults of the loss parameters in `k`).  A loss
-# without an entry for a peer has no column value for it.
-
-_LOG2 = math.log(2.0)
-
-
-def _torch_log_cosh(F, p, t, k):
-    d = p - t
-    return (d + F.softplus(-2.0 * d) - _LOG2).mean()
-
-
-def _torch_tweedie(F, p, t, k):
-    r = k["power"]
-    return (((2 - r) * p).exp() / (2 - r) - t * ((1 - r) * p).exp() / (1 - r)).mean()
-
-
-def _torch_focal(F, x, t, k):
-    """torchvision.ops.sigmoid_focal_loss, reduction='mean'."""
-    p = x.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * (1 - p_t) ** k["gamma"]
-    if k["alpha"] is not None:
-        loss = (k["alpha"] * t + (1 - k["alpha"]) * (1 - t)) * loss
-    return loss.mean()
-
-
-def _jax_huber(J, p, t, k):
-    d = J.np.abs(p - t)
-    delta = k["delta"]
-    return J.np.mean(J.np.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta)))
-
-
-def _jax_smooth_l1(J, p, t, k):
-    d = J.np.abs(p - t)
-    beta = k["beta"]
-    return J.np.mean(J.np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta))
-
-
-def _jax_tweedie(J, p, t, k):
-    r = k["power"]
-    return J.np.mean(J.np.exp((2 - r) * p) / (2 - r) - t * J.np.exp((1 - r) * p) / (1 - r))
-
-
-def _jax_bce(J, p, t, k):
-    lp = J.np.maximum(J.np.log(p), -100.0)
-    l1p = J.np.maximum(J.np.log1p(-p), -100.0)
-    return J.np.mean(-(t * lp + (1 - t) * l1p))
-
-
-def _jax_bce_logits(J, x, t, k):
-    return J.np.mean(-t * J.nn.log_sigmoid(x) - (1 - t) * J.nn.log_sigmoid(-x))
-
-
-def _jax_focal(J, x, t, k):
-    p = J.nn.sigmoid(x)
-    ce = -t * J.nn.log_sigmoid(x) - (1 - t) * J.nn.log_sigmoid(-x)
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * (1 - p_t) ** k["gamma"]
-    if k["alpha"] is not None:
-        loss = (k["alpha"] * t + (1 - k["alpha"]) * (1 - t)) * loss
-    return J.np.mean(loss)
-
-
-def _jax_take(J, z, y):
-    return J.np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
-
-
-def _jax_cross_entropy(J, z, y, k):
-    logp = J.nn.log_softmax(z, axis=-1)
-    e = k["label_smoothing"]
-    per = -(1 - e) * _jax_take(J, logp, y)
-    if e:
-        per = per - e * J.np.mean(logp, axis=-1)
-    return J.np.mean(per)
-
-
-def _jax_multi_margin(J, z, y, k):
-    m = J.np.maximum(0, k["margin"] - _jax_take(J, z, y)[..., None] + z)
-    if k["power"] == 2:
-        m = m * m
-    m = J.np.where(J.np.arange(z.shape[-1]) == y[..., None], 0, m)
-    return J.np.mean(J.np.sum(m, axis=-1) / z.shape[-1])
-
-
-ADAPTERS = {
-    # sklearn: S -> (loss object, factor turning its per-element loss into fastloss's)
-    "mse": dict(
-        torch=lambda F, p, t, k: F.mse_loss(p, t),
-        jax=lambda J, p, t, k: J.np.mean(J.np.square(p - t)),
-        sklearn=lambda S, k: (S.HalfSquaredError(), 2.0)),
-    "mae": dict(
-        torch=lambda F, p, t, k: F.l1_loss(p, t),
-        jax=lambda J, p, t, k: J.np.mean(J.np.abs(p - t)),
-        sklearn=lambda S, k: (S.AbsoluteError(), 1.0)),
-    "huber": dict(
-        torch=lambda F, p, t, k: F.huber_loss(p, t, delta=k["delta"]),
-        jax=_jax_huber,
-        sklearn=lambda S, k: (S.HuberLoss(delta=k["delta"]), 1.0)),
-    "smooth_l1": dict(
-        torch=lambda F, p, t, k: F.smooth_l1_loss(p, t, beta=k["beta"]),
-        jax=_jax_smooth_l1),
-    "log_cosh": dict(
-        torch=_torch_log_cosh,
-        jax=lambda J, p, t, k: J.np.mean(J.np.logaddexp(p - t, t - p) - _LOG2)),
-    "quantile": dict(
-        torch=lambda F, p, t, k: (t - p).mul(k["q"]).maximum((t - p).mul(k["q"] - 1)).mean(),
-        jax=lambda J, p, t, k: J.np.mean(J.np.maximum(k["q"] * (t - p), (k["q"] - 1) * (t - p))),
-        sklearn=lambda S, k: (S.PinballLoss(quantile=k["q"]), 1.0)),
-    "poisson": dict(
-        torch=lambda F, p, t, k: F.poisson_nll_loss(p, t, log_input=True, full=False),
-        jax=lambda J, p, t, k: J.np.mean(J.np.exp(p) - t * p),
-        sklearn=lambda S, k: (S.HalfPoissonLoss(), 1.0)),
-    "tweedie": dict(
-        torch=_torch_tweedie,
-        jax=_jax_tweedie,
-        sklearn=lambda S, k: (S.HalfTweedieLoss(power=k["power"]), 1.0)),
-    "binary_cross_entropy": dict(
-        torch=lambda F, p, t, k: F.binary_cross_entropy(p, t),
-        jax=_jax_bce),
-    "binary_cross_entropy_with_logits": dict(
-        torch=lambda F, p, t, k: F.binary_cross_entropy_with_logits(p, t),
-        jax=_jax_bce_logits,
-        sklearn=lambda S, k: (S.HalfBinomialLoss(), 1.0)),
-    "sigmoid_focal": dict(
-        torch=_torch_focal,
-        jax=_jax_focal),
-    "hinge": dict(    # the sample labels are already -1/+1
-        torch=lambda F, x, s, k: (1 - s * x).clamp(min=0).mean(),
-        jax=lambda J, x, s, k: J.np.mean(J.np.maximum(0, 1 - s * x))),
-    "squared_hinge": dict(
-        torch=lambda F, x, s, k: (1 - s * x).clamp(min=0).square().mean(),
-        jax=lambda J, x, s, k: J.np.mean(J.np.square(J.np.maximum(0, 1 - s * x)))),
-    "cross_entropy": dict(
-        torch=lambda F, z, y, k: F.cross_entropy(z, y, label_smoothing=k["label_smoothing"]),
-        jax=_jax_cross_entropy,
-        sklearn=lambda S, k: (S.HalfMultinomialLoss(n_classes=k["n_classes"]), 1.0)),
-    "nll": dict(
-        torch=lambda F, z, y, k: F.nll_loss(z, y),
-        jax=lambda J, z, y, k: -J.np.mean(_jax_take(J, z, y))),
-    "multi_margin": dict(
-        torch=lambda F, z, y, k: F.multi_margin_loss(z, y, p=k["power"], margin=k["margin"]),
-        jax=_jax_multi_margin),
-}
+# How each peer computes the SAME loss value, written as its users write it
+# (defaults of the loss parameters in `k`): the declarations' peer spellings
+# (fastloss/losses).  A loss without a spelling for a peer has no column
+# value for it.
+ADAPTERS = {spec.name: spec.peers for spec in TABLE}
 
 
 def has_adapter(peer, loss):
@@ -500,25 +371,28 @@ def torch_timers(mod, ctx, threads):
     torch, F = mod.torch, mod.F
     f = ADAPTERS[ctx.loss_name]["torch"]
     k, m = ctx.params, ctx.case.method
-    p = torch.from_numpy(ctx.y_pred).requires_grad_(m != "value")
-    t = torch.from_numpy(ctx.y_true)
+    spec = ctx.spec
+    ts = [torch.from_numpy(a).requires_grad_(m != "value" and op.differentiable)
+          for a, op in zip(ctx.inputs, spec.operands)]
+    diff = [ts[spec.inputs.index(w)] for w in spec.differentiable]
+    p = ts[0]
     if m == "value":
         def fn():
             with torch.no_grad():
-                return f(F, p, t, k)
+                return f(F, *ts, k)
     elif m == "hessian":
-        if ctx.case.family != "elementwise":
+        if ctx.case.family != "elementwise" or len(diff) != 1:
             return []        # the diagonal by double backward needs separable losses
 
         def fn():
-            g, = torch.autograd.grad(f(F, p, t, k), p, create_graph=True)
+            g, = torch.autograd.grad(f(F, *ts, k), p, create_graph=True)
             if not g.requires_grad:         # piecewise-linear loss: the Hessian is 0
                 return torch.zeros_like(p)
             return torch.autograd.grad(g.sum(), p)[0]
     else:
         def fn():
-            v = f(F, p, t, k)
-            return v, torch.autograd.grad(v, p)[0]
+            v = f(F, *ts, k)
+            return v, torch.autograd.grad(v, diff)
         if m == "grad":
             fn = (lambda vag=fn: vag()[1])
     # stateless: every call allocates its outputs and its autograd graph afresh
@@ -535,11 +409,11 @@ def torch_fwd_timers(mod, ctx, threads):
     k = ctx.params
     if ctx.case.method == "hessian":
         return []
-    p, t = torch.from_numpy(ctx.y_pred), torch.from_numpy(ctx.y_true)
+    ts = [torch.from_numpy(a) for a in ctx.inputs]
 
     def fn():
         with torch.no_grad():
-            return f(F, p, t, k)
+            return f(F, *ts, k)
     return [Timer("torch-fwd", n, fn, _value_of("value"),
                   before=lambda n=n: torch.set_num_threads(n), stateless=True)
             for n in threads]
@@ -550,19 +424,22 @@ def jax_timers(mod, ctx, threads):
     f = ADAPTERS[ctx.loss_name]["jax"]
     k, m = ctx.params, ctx.case.method
 
-    def loss(p, t):
-        return f(J, p, t, k)
+    spec = ctx.spec
+    argnums = tuple(spec.inputs.index(w) for w in spec.differentiable)
+
+    def loss(*xs):
+        return f(J, *xs, k)
     if m == "hessian":
-        if ctx.case.family != "elementwise":
+        if ctx.case.family != "elementwise" or len(argnums) != 1:
             return []
         g = jax.grad(loss)
-        compiled = jax.jit(jax.grad(lambda p, t: J.np.sum(g(p, t))))
+        compiled = jax.jit(jax.grad(lambda *xs: J.np.sum(g(*xs))))
     else:
-        compiled = jax.jit({"value_and_grad": jax.value_and_grad(loss),
-                            "grad": jax.grad(loss), "value": loss}[m])
-    p, t = jax.device_put(ctx.y_pred), jax.device_put(ctx.y_true)
+        compiled = jax.jit({"value_and_grad": jax.value_and_grad(loss, argnums=argnums),
+                            "grad": jax.grad(loss, argnums=argnums), "value": loss}[m])
+    xs = [jax.device_put(a) for a in ctx.inputs]
     # XLA sizes its own thread pool at start-up: one timer, shown at every thread count
-    return [Timer("jax", None, lambda: jax.block_until_ready(compiled(p, t)), _value_of(m))]
+    return [Timer("jax", None, lambda: jax.block_until_ready(compiled(*xs)), _value_of(m))]
 
 
 def sklearn_timers(mod, ctx, threads):
@@ -614,11 +491,12 @@ def load_peers(names):
 # --------------------------------------------------------------- one case
 
 def case_context(case):
-    y_pred, y_true, kwargs = make_inputs(case.loss, case.shape, np.dtype(case.dtype),
-                                         np.random.default_rng(0))
+    *inputs, kwargs = make_inputs(case.loss, case.shape, np.dtype(case.dtype),
+                                  np.random.default_rng(0))
     return SimpleNamespace(case=case, loss_name=case.loss, loss=get_loss(case.loss),
-                           y_pred=y_pred, y_true=y_true, kwargs=kwargs,
-                           params={**_defaults(case.loss), **kwargs})
+                           spec=next(s for s in TABLE if s.name == case.loss),
+                           inputs=tuple(inputs), y_pred=inputs[0], y_true=inputs[1],
+                           kwargs=kwargs, params={**_defaults(case.loss), **kwargs})
 
 
 def build_timers(ctx, peers, reference_limit=None):
@@ -648,8 +526,9 @@ def run_case(case, peers, settings):
     timers = build_timers(ctx, peers, settings.reference_limit)
     errors = measure(timers, settings)
     check_agreement(timers, case.dtype)
-    written = ctx.y_pred.nbytes if _wants_out(case.method) else 0
-    nbytes = ctx.y_pred.nbytes + ctx.y_true.nbytes + written
+    written = (sum(ctx.inputs[ctx.spec.inputs.index(w)].nbytes
+                   for w in ctx.spec.differentiable) if _wants_out(case.method) else 0)
+    nbytes = sum(a.nbytes for a in ctx.inputs) + written
     return SimpleNamespace(case=case, timers=timers, errors=errors, bytes=nbytes,
                            roof_bytes=3 * ctx.y_pred.nbytes, seconds=time.perf_counter() - t0)
 

@@ -2,9 +2,9 @@
 
 This module is the test oracle, the benchmark baseline and the written-down
 math of the library.  It depends on NumPy and the standard library only and
-imports nothing from the rest of ``fastloss``, so it can be loaded as a
-standalone file (``importlib.util.spec_from_file_location``) before the
-compiled package is built.
+imports nothing from the rest of ``fastloss``: the loss objects are made from
+the declarations (``fastloss/losses``) by ``fastloss._registry``, which
+shares with it the parameter domains and data checks, never the math.
 
 Structure
 ---------
@@ -64,26 +64,7 @@ from functools import cache
 
 import numpy as np
 
-__all__ = [
-    "ReferenceLoss",
-    "LOSSES",
-    "mse",
-    "mae",
-    "huber",
-    "smooth_l1",
-    "log_cosh",
-    "quantile",
-    "poisson",
-    "tweedie",
-    "binary_cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "sigmoid_focal",
-    "hinge",
-    "squared_hinge",
-    "cross_entropy",
-    "nll",
-    "multi_margin",
-]
+__all__ = ["ReferenceLoss", "LOSSES"]
 
 _LOG2 = math.log(2.0)
 _REDUCTIONS = ("mean", "sum", "none")
@@ -354,6 +335,51 @@ def _squared_hinge(x, t):
 
 
 # ---------------------------------------------------------------------------
+# Elementwise losses of several inputs: (*inputs, **params) -> _Parts whose
+# grad and hess give a tuple, one array per differentiable input.
+# ---------------------------------------------------------------------------
+
+
+def _gaussian_nll(p, t, var, full, eps):
+    # 0.5 (log v + d^2/v) [+ 0.5 log(2 pi)], v = max(var, eps), straight-through:
+    # the derivatives with respect to var are those of the formula at v
+    v = np.where(var < eps, eps, var)          # NaN var stays NaN
+    d = p - t
+    q = cache(lambda: d * d / v)
+    const = 0.5 * math.log(2 * math.pi) if full else 0.0
+    return _Parts(
+        value=lambda: 0.5 * (np.log(v) + q()) + const,
+        grad=lambda: (d / v, 0.5 * (1 - q()) / v),
+        hess=lambda: (1 / v, 0.5 * (2 * q() - 1) / (v * v)),
+    )
+
+
+def _kl_div(p, t, log_target):
+    if log_target:
+        et = np.exp(t)
+        return _Parts(
+            value=lambda: np.where(et == 0, 0, et * (t - p)),   # t == -inf: the limit 0
+            grad=lambda: -et,
+            hess=lambda: np.zeros_like(p),
+        )
+    return _Parts(
+        value=lambda: np.where(t == 0, 0, t * (np.log(np.where(t == 0, 1, t)) - p)),
+        grad=lambda: -t,
+        hess=lambda: np.zeros_like(p),
+    )
+
+
+def _margin_ranking(x1, x2, y, margin):
+    m = margin - y * (x1 - x2)
+    off = m <= 0                                 # a NaN y propagates
+    return _Parts(
+        value=lambda: np.where(off, 0, m),
+        grad=lambda: (np.where(off, 0, -y), np.where(off, 0, y)),
+        hess=lambda: (np.zeros_like(x1), np.zeros_like(x1)),
+    )
+
+
+# ---------------------------------------------------------------------------
 # Class losses: (z, y, *, soft, valid, cw, **params) -> _Parts(n, g, h, dw)
 # z has the class axis last: shape S + (C,), C >= 1.
 # ---------------------------------------------------------------------------
@@ -494,93 +520,7 @@ def _multi_margin(z, y, *, soft, valid, cw, margin, power):
 
 
 # ---------------------------------------------------------------------------
-# Parameter checks: (loss name, params dict) -> normalized params dict
-# ---------------------------------------------------------------------------
-
-
-def _real(name, pname, v):
-    if isinstance(v, (bool, np.bool_)) or not (
-        isinstance(v, numbers.Real)
-        or (isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf")
-    ):
-        raise TypeError(f"{name}: {pname} must be a real number, got {v!r}")
-    return float(v)
-
-
-def _check_open(pname, lo, hi):
-    def check(name, params):
-        v = _real(name, pname, params[pname])
-        if not (lo < v < hi):
-            raise ValueError(f"{name}: {pname} must be in ({lo}, {hi}), got {v!r}")
-        return {**params, pname: v}
-
-    return check
-
-
-def _check_delta(name, params):
-    v = _real(name, "delta", params["delta"])
-    if not v > 0:
-        raise ValueError(f"{name}: delta must be > 0, got {v!r}")
-    return {"delta": v}
-
-
-def _check_beta(name, params):
-    v = _real(name, "beta", params["beta"])
-    if not v >= 0:
-        raise ValueError(f"{name}: beta must be >= 0, got {v!r}")
-    return {"beta": v}
-
-
-def _check_focal(name, params):
-    g = _real(name, "gamma", params["gamma"])
-    if not 0 <= g < math.inf:
-        raise ValueError(f"{name}: gamma must be a finite number >= 0, got {g!r}")
-    a = params["alpha"]
-    if a is not None:
-        a = _real(name, "alpha", a)
-        if not 0 <= a <= 1:
-            raise ValueError(f"{name}: alpha must be in [0, 1] or None, got {a!r}")
-    return {"alpha": a, "gamma": g}
-
-
-def _check_class_common(name, params):
-    out = dict(params)
-    try:
-        out["class_axis"] = operator.index(params["class_axis"])
-    except TypeError:
-        raise TypeError(
-            f"{name}: class_axis must be an integer, got {params['class_axis']!r}"
-        ) from None
-    if "ignore_index" in params and params["ignore_index"] is not None:
-        ii = params["ignore_index"]
-        if isinstance(ii, (bool, np.bool_)):
-            raise TypeError(f"{name}: ignore_index must be an integer or None, got {ii!r}")
-        try:
-            out["ignore_index"] = operator.index(ii)
-        except TypeError:
-            raise TypeError(
-                f"{name}: ignore_index must be an integer or None, got {ii!r}"
-            ) from None
-    if "label_smoothing" in params:
-        e = _real(name, "label_smoothing", params["label_smoothing"])
-        if not 0 <= e <= 1:
-            raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {e!r}")
-        out["label_smoothing"] = e
-    if "margin" in params:
-        out["margin"] = _real(name, "margin", params["margin"])
-    if "power" in params:
-        pw = params["power"]
-        if isinstance(pw, (bool, np.bool_)) or not isinstance(pw, numbers.Real):
-            raise TypeError(f"{name}: power must be 1 or 2, got {pw!r}")
-        if pw not in (1, 2):
-            raise ValueError(f"{name}: power must be 1 or 2, got {pw!r}")
-        out["power"] = int(pw)
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Data checks ("prepare"): (loss name, p, t, params) -> params
-# run after conversion and broadcasting, before computing
+# Data checks
 # ---------------------------------------------------------------------------
 
 
@@ -591,35 +531,13 @@ def _first_bad(name, what, arr, bad, expect):
         idx = tuple(int(i) for i in idx)
         val = arr[idx].item()
         raise ValueError(
-            f"{name}: {what} must be {expect}; got {val!r} at index {idx}"
+            f"{name}: {what} must hold {expect}; got {val!r} at index {idx}"
         )
 
 
-def _prep_tweedie(name, p, t, params):
-    _first_bad(name, "y_true", t, t < 0, ">= 0")
-    return params
-
-
-def _prep_hinge(name, p, t, params):
-    bad = ~((t == -1) | (t == 0) | (t == 1) | np.isnan(t))
-    _first_bad(name, "y_true", t, bad, "a label in {-1, 0, 1}")
-    return params
-
-
-def _prep_bce(name, p, t, params):
-    _first_bad(name, "y_pred", p, (p < 0) | (p > 1), "a probability in [0, 1]")
-    _first_bad(name, "y_true", t, (t < 0) | (t > 1), "a probability in [0, 1]")
-    return params
-
-
-def _prep_pos_weight(name, p, t, params):
-    pw = params["pos_weight"]
-    if pw is None:
-        return params
-    pw = _as_array(pw, name, "pos_weight").astype(p.dtype)
-    _check_broadcast(name, "pos_weight", pw.shape, p.shape)
-    _first_bad(name, "pos_weight", pw, pw < 0, ">= 0")
-    return {**params, "pos_weight": np.broadcast_to(pw, p.shape)}
+def _outside(domain, a):
+    """Elements of a outside domain (a fastloss._spec.Domain); NaN is inside."""
+    return ~domain.contains(a)
 
 
 # ---------------------------------------------------------------------------
@@ -687,6 +605,8 @@ def _compute_dtypes(dtype):
 # The generic wrapper
 # ---------------------------------------------------------------------------
 
+_COMMON = ("reduction", "sample_weight", "axis", "out", "n_threads")
+
 
 class ReferenceLoss:
     """A loss with the public fastloss signature, computed in plain NumPy.
@@ -695,38 +615,42 @@ class ReferenceLoss:
     ----------
     name : str
     fn : callable
-        The per-loss math (see the module docstring for both families).
+        The per-loss math (see the module docstring for the families).
     params : dict
         Loss parameter names and their defaults.
-    family : "elementwise" or "class"
+    family : "elementwise", "class" or "rows"
     param_check : callable(name, params) -> params, optional
         Validates the scalar parameters and returns them normalized.
-    prepare : callable(name, p, t, params) -> params, optional
-        Elementwise family: data-dependent checks and array parameters, run on
-        the converted and broadcast arrays before computing.
-    accepts_probabilities : bool
-        Class family: whether y_true of y_pred's shape (probabilities) is allowed.
+    checks : tuple of (input name, domain, what)
+        Data checks: the values of that input must lie in the domain (an
+        object with ``contains``; NaN passes).
+    array_params : tuple of (name, domain)
+        Per-element array parameters (pos_weight), broadcast to the first
+        input, values in the domain.
+    inputs, differentiable : tuples of input names (default y_pred, y_true
+        and y_pred).
+    sample_operands : the inputs of the per-sample shape (row family).
     """
 
-    def __init__(
-        self,
-        name,
-        fn,
-        params=None,
-        family="elementwise",
-        param_check=None,
-        prepare=None,
-        accepts_probabilities=True,
-    ):
-        if family not in ("elementwise", "class"):
+    def __init__(self, name, fn, params=None, family="elementwise", param_check=None,
+                 checks=(), array_params=(), accepts_probabilities=True,
+                 inputs=("y_pred", "y_true"), differentiable=("y_pred",),
+                 sample_operands=(), reductions=_REDUCTIONS, has_hessian=True):
+        if family not in ("elementwise", "class", "rows"):
             raise ValueError(f"unknown family {family!r}")
         self.name = name
         self.fn = fn
         self.params = dict(params or {})
         self.family = family
         self.param_check = param_check
-        self.prepare = prepare
+        self.checks = tuple(checks)
+        self.array_params = tuple(array_params)
         self.accepts_probabilities = accepts_probabilities
+        self.inputs = tuple(inputs)
+        self.differentiable = tuple(differentiable)
+        self.sample_operands = tuple(sample_operands)
+        self.reductions = tuple(reductions)
+        self.has_hessian = has_hessian
         self.__doc__ = f"Reference (pure NumPy) {name} loss; parameters {self.params}."
 
     def __repr__(self):
@@ -734,33 +658,25 @@ class ReferenceLoss:
 
     # -- public methods ------------------------------------------------------
 
-    def __call__(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
-                 axis=None, out=None, n_threads=None, **loss_params):
+    def __call__(self, *args, **kwargs):
         """The loss value."""
-        v, _, _, _ = self._run(y_pred, y_true, reduction, sample_weight, axis,
-                               None, n_threads, loss_params, "value")
-        return v
+        return self._run(args, kwargs, "value")
 
-    def grad(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
-             axis=None, out=None, n_threads=None, **loss_params):
-        """Derivative of the sum of the returned values w.r.t. y_pred."""
-        _, g, _, o = self._run(y_pred, y_true, reduction, sample_weight, axis,
-                               out, n_threads, loss_params, "grad")
-        return self._write(g, o)
+    def grad(self, *args, **kwargs):
+        """d(sum(cotangent * value))/d(input) for each wrt input."""
+        return self._run(args, kwargs, "grad")
 
-    def value_and_grad(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
-                       axis=None, out=None, n_threads=None, **loss_params):
+    def value_and_grad(self, *args, **kwargs):
         """(value, grad) as a pair."""
-        v, g, _, o = self._run(y_pred, y_true, reduction, sample_weight, axis,
-                               out, n_threads, loss_params, "value_and_grad")
-        return v, self._write(g, o)
+        return self._run(args, kwargs, "value_and_grad")
 
-    def hessian(self, y_pred, y_true, *, reduction="mean", sample_weight=None,
-                axis=None, out=None, n_threads=None, **loss_params):
+    def hessian(self, *args, **kwargs):
         """Diagonal of the Hessian, scaled like the gradient."""
-        _, _, h, o = self._run(y_pred, y_true, reduction, sample_weight, axis,
-                               out, n_threads, loss_params, "hessian")
-        return self._write(h, o)
+        return self._run(args, kwargs, "hessian")
+
+    def grad_and_hessian(self, *args, **kwargs):
+        """(grad, hessian) as a pair."""
+        return self._run(args, kwargs, "grad_and_hessian")
 
     @property
     def reference(self):
@@ -768,88 +684,202 @@ class ReferenceLoss:
 
     # -- argument handling -----------------------------------------------------
 
-    def _parse(self, reduction, axis, n_threads, loss_params):
-        unknown = [k for k in loss_params if k not in self.params]
+    def _parse(self, args, kwargs, method):
+        name = self.name
+        if len(args) > len(self.inputs):
+            raise TypeError(f"{name}() takes {len(self.inputs)} positional arguments, "
+                            f"got {len(args)}")
+        kwargs = dict(kwargs)
+        inputs = list(args)
+        for nm in self.inputs[len(args):]:
+            if nm not in kwargs:
+                raise TypeError(f"{name}() missing the input {nm!r}")
+            inputs.append(kwargs.pop(nm))
+        allowed = set(_COMMON) | set(self.params)
+        if method != "value":
+            allowed |= {"wrt", "cotangent"}
+        unknown = [k for k in kwargs if k not in allowed]
         if unknown:
             raise TypeError(
-                f"{self.name}() got an unexpected keyword argument {unknown[0]!r}"
+                f"{name}() got an unexpected keyword argument {unknown[0]!r}"
                 f" (loss parameters: {sorted(self.params) or 'none'})"
             )
-        if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        reduction = kwargs.pop("reduction", "mean")
+        if not isinstance(reduction, str) or reduction not in self.reductions:
             raise ValueError(
-                f"{self.name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
+                f"{name}: reduction must be one of {self.reductions}, got {reduction!r}"
             )
+        axis = kwargs.pop("axis", None)
         if reduction == "none" and axis is not None:
-            raise ValueError(f"{self.name}: reduction='none' cannot be combined with axis={axis!r}")
+            raise ValueError(f"{name}: reduction='none' cannot be combined with axis={axis!r}")
+        if reduction == "batchmean" and axis is not None:
+            raise ValueError(f"{name}: reduction='batchmean' cannot be combined with axis")
+        n_threads = kwargs.pop("n_threads", None)
         if n_threads is not None:
             if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, numbers.Integral):
-                raise TypeError(f"{self.name}: n_threads must be an integer or None, got {n_threads!r}")
+                raise TypeError(f"{name}: n_threads must be an integer or None, got {n_threads!r}")
             if n_threads < 1:
-                raise ValueError(f"{self.name}: n_threads must be >= 1, got {n_threads!r}")
-        params = {**self.params, **loss_params}
+                raise ValueError(f"{name}: n_threads must be >= 1, got {n_threads!r}")
+        if method in ("hessian", "grad_and_hessian") and not self.has_hessian:
+            raise NotImplementedError(f"{name}: has no Hessian")
+        wrt = kwargs.pop("wrt", None)
+        single = True
+        if wrt is None:
+            wrt = self.differentiable
+            single = len(wrt) == 1
+        elif isinstance(wrt, str):
+            wrt = (wrt,)
+        else:
+            wrt, single = tuple(wrt), False
+        for w in wrt:
+            if w not in self.differentiable:
+                raise ValueError(f"{name}: cannot differentiate with respect to {w!r}")
+        if not wrt or len(set(wrt)) != len(wrt):
+            raise ValueError(f"{name}: wrt={wrt!r} must name distinct inputs")
+        cot = kwargs.pop("cotangent", None)
+        out = kwargs.pop("out", None)
+        sample_weight = kwargs.pop("sample_weight", None)
+        params = {**self.params, **kwargs}
         if self.param_check is not None:
             params = self.param_check(self.name, params)
-        return params
+        return inputs, reduction, axis, wrt, single, cot, out, sample_weight, params
 
-    def _check_out(self, out, shape, dtype):
+    @staticmethod
+    def _check_out(name, out, shape, dtype):
         if out is None:
             return None
         if not isinstance(out, np.ndarray):
-            raise TypeError(f"{self.name}: out must be a numpy.ndarray, got {type(out).__name__}")
+            raise TypeError(f"{name}: out must be a numpy.ndarray, got {type(out).__name__}")
         if out.dtype != dtype:
-            raise TypeError(f"{self.name}: out must have dtype {dtype}, got {out.dtype}")
+            raise TypeError(f"{name}: out must have dtype {dtype}, got {out.dtype}")
         if out.shape != tuple(shape):
-            raise ValueError(f"{self.name}: out must have shape {tuple(shape)}, got {out.shape}")
+            raise ValueError(f"{name}: out must have shape {tuple(shape)}, got {out.shape}")
         if not out.flags.c_contiguous:
-            raise ValueError(f"{self.name}: out must be C-contiguous")
+            raise ValueError(f"{name}: out must be C-contiguous")
         if not out.flags.writeable:
-            raise ValueError(f"{self.name}: out is read-only")
+            raise ValueError(f"{name}: out is read-only")
         return out
 
-    @staticmethod
-    def _write(a, out):
+    def _outs(self, out, wrt, single, shapes, odt, method):
+        """out= per wrt input (None or a tuple), checked."""
         if out is None:
-            return a
-        out[...] = a
-        return out
+            return None, None
+        def split(o):
+            if o is None:
+                return None
+            os_ = (o,) if single else tuple(o)
+            if len(os_) != len(wrt):
+                raise TypeError(f"{self.name}: out must hold one array per wrt input")
+            return tuple(self._check_out(self.name, a, shapes[w], odt) for a, w in zip(os_, wrt))
+        if method == "grad_and_hessian":
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise TypeError(f"{self.name}: out must be a pair")
+            return split(out[0]), split(out[1])
+        if method == "hessian":
+            return None, split(out)
+        if method == "value":
+            raise TypeError(f"{self.name}() takes no out=")
+        return split(out), None
 
-    def _run(self, y_pred, y_true, reduction, sample_weight, axis, out,
-             n_threads, loss_params, method):
-        """(value, grad, hessian, out) with None for what `method` does not
-        return, which is not computed either."""
-        want = _WANTS[method]
-        params = self._parse(reduction, axis, n_threads, loss_params)
-        p = _as_array(y_pred, self.name, "y_pred")
+    def _run(self, args, kwargs, method):
+        want_value = method in ("value", "value_and_grad")
+        want_grad = method in ("grad", "value_and_grad", "grad_and_hessian")
+        want_hess = method in ("hessian", "grad_and_hessian")
+        (inputs, reduction, axis, wrt, single, cot, out, sample_weight,
+         params) = self._parse(args, kwargs, method)
+        if method == "value":
+            if out is not None:
+                raise TypeError(f"{self.name}() takes no out=")
+            wrt = ()
+        p = _as_array(inputs[0], self.name, self.inputs[0])
         dt, odt = _compute_dtypes(p.dtype)
-        out = self._check_out(out, p.shape, odt) if method != "value" else None
         p = p.astype(dt, copy=False)
-        t = _as_array(y_true, self.name, "y_true")
+        arrays = [p] + [_as_array(x, self.name, nm) for x, nm in zip(inputs[1:], self.inputs[1:])]
+        shapes = {nm: a.shape for nm, a in zip(self.inputs, arrays)}
+        if self.family == "class":
+            shapes = {self.inputs[0]: p.shape}
+        out_g, out_h = self._outs(out, wrt, single, shapes, odt, method)
         with np.errstate(all="ignore"):
             if self.family == "elementwise":
-                parts, s = self._elementwise(p, t, sample_weight, params, dt)
-                bshape = ()  # s and W broadcast directly against g
+                parts, s, S = self._elementwise(arrays, sample_weight, params, dt)
+                bshape, cax, valid = (), None, None
+            elif self.family == "rows":
+                parts, s, S = self._rows(arrays, sample_weight, params, dt)
+                bshape, cax, valid = (1,), None, None
             else:
-                parts, s, cax, valid = self._class(p, t, sample_weight, params, dt)
+                parts, s, cax, valid = self._class(p, arrays[1], sample_weight, params, dt)
+                S = s.shape
                 bshape = (1,)
-            value, den = self._reduce(parts, s, reduction, axis, dt, odt, "value" in want)
-            raw = {key: getattr(parts, key)() for key in ("grad", "hess") if key in want}
-            del parts  # frees the intermediate quantities before the scaling
-            den = den.reshape(den.shape + bshape)
-            sc = s.reshape(s.shape + bshape)
-            res = []
-            for key in ("grad", "hess"):
-                if key not in raw:
-                    res.append(None)
+            if reduction == "batchmean":
+                num = np.sum(s * parts.value(), dtype=_acc_dtype(dt)) if want_value else None
+                den = np.asarray(float(p.shape[0]) if p.ndim else 1.0)
+                if den == 0:
+                    warnings.warn(f"{self.name}: batchmean over an empty first axis is nan",
+                                  RuntimeWarning, stacklevel=4)
+                value = None if not want_value else odt.type(np.nan if den == 0 else num / den)
+                den = den.reshape((1,) * len(S))
+            else:
+                value, den = self._reduce(parts, s, reduction, axis, dt, odt, want_value)
+            # the cotangent, broadcast to the value's shape, brought back to S
+            c = np.ones((1,) * len(S), _acc_dtype(dt))
+            if cot is not None and (want_grad or want_hess):
+                ca = _as_array(cot, self.name, "cotangent").astype(_acc_dtype(dt))
+                if reduction == "none":
+                    vshape = S
+                elif axis is None:
+                    vshape = ()
+                else:
+                    axes = tuple(sorted(_norm_axis(a, len(S)) for a in
+                                        ((axis,) if np.ndim(axis) == 0 else axis)))
+                    vshape = tuple(n for i, n in enumerate(S) if i not in axes)
+                _check_broadcast(self.name, "cotangent", ca.shape, vshape)
+                ca = np.broadcast_to(ca, vshape)
+                if reduction == "none":
+                    c = ca
+                elif axis is None:
+                    c = ca.reshape((1,) * len(S))
+                else:
+                    c = np.expand_dims(ca, axes)
+            res = {}
+            for key, want in (("grad", want_grad), ("hess", want_hess)):
+                if not want:
                     continue
-                d = self._scale(raw.pop(key), sc, den, dt)
-                if self.family == "class":
-                    if valid is not None:
-                        # ignored samples: exactly 0 whatever the denominator
-                        # (PyTorch: they never reach the scaling)
-                        d = np.where(valid[..., None], d, 0).astype(dt, copy=False)
-                    d = np.moveaxis(d, -1, cax)
-                res.append(np.array(d, dtype=odt, order="C"))  # 0-d stays 0-d
-        return value, res[0], res[1], out
+                raw = getattr(parts, key)()
+                raw = raw if isinstance(raw, tuple) else (raw,)
+                ds = []
+                for w_ in wrt:
+                    d = raw[self.differentiable.index(w_)]
+                    sc = np.broadcast_to(s * c, s.shape).reshape(s.shape + bshape)
+                    d = self._scale(d, sc, den.reshape(den.shape + bshape), dt)
+                    if self.family == "class":
+                        if valid is not None:
+                            # ignored samples: exactly 0 whatever the denominator
+                            # (PyTorch: they never reach the scaling)
+                            d = np.where(valid[..., None], d, 0).astype(dt, copy=False)
+                        d = np.moveaxis(d, -1, cax)
+                    else:
+                        d = _sum_to(np.asarray(d), shapes[w_])
+                    ds.append(np.array(d, dtype=odt, order="C"))  # 0-d stays 0-d
+                res[key] = ds
+        outs = {"grad": out_g, "hess": out_h}
+        for key, ds in res.items():
+            o = outs[key]
+            if o is not None:
+                for a, d in zip(o, ds):
+                    a[...] = d
+                res[key] = list(o)
+
+        def pick(key):
+            return res[key][0] if single else tuple(res[key])
+        if method == "value":
+            return value
+        if method == "grad":
+            return pick("grad")
+        if method == "value_and_grad":
+            return value, pick("grad")
+        if method == "hessian":
+            return pick("hess")
+        return pick("grad"), pick("hess")
 
     def _weights(self, sample_weight, shape, dt):
         if sample_weight is None:
@@ -858,21 +888,61 @@ class ReferenceLoss:
         _check_broadcast(self.name, "sample_weight", s.shape, shape)
         return np.broadcast_to(s.astype(dt, copy=False), shape)
 
-    def _elementwise(self, p, t, sample_weight, params, dt):
-        _check_broadcast(self.name, "y_true", t.shape, p.shape)
-        t = np.broadcast_to(t.astype(dt, copy=False), p.shape)
+    def _data_checks(self, named):
+        for arg, domain, what in self.checks:
+            a = named[arg]
+            _first_bad(self.name, arg, a, _outside(domain, a), what)
+
+    def _elementwise(self, arrays, sample_weight, params, dt):
+        p = arrays[0]
+        full = [p]
+        for a, nm in zip(arrays[1:], self.inputs[1:]):
+            _check_broadcast(self.name, nm, a.shape, p.shape)
+            full.append(np.broadcast_to(a.astype(dt, copy=False), p.shape))
         s = self._weights(sample_weight, p.shape, dt)
-        if self.prepare is not None:
-            params = self.prepare(self.name, p, t, params)
-        parts = self.fn(p, t, **params)
-        # NaN in an element's inputs gives NaN in all three outputs, and so do
-        # y_pred and y_true the same infinity (d = inf - inf is NaN: "NaN
-        # propagates"; no loss has a limit there)
+        self._data_checks(dict(zip(self.inputs, arrays)))
+        for nm, domain in self.array_params:
+            if params.get(nm) is None:
+                continue
+            x = _as_array(params[nm], self.name, nm).astype(dt)
+            _check_broadcast(self.name, nm, x.shape, p.shape)
+            _first_bad(self.name, nm, x, _outside(domain, x), f"in {domain}")
+            params = {**params, nm: np.broadcast_to(x, p.shape)}
+        parts = self.fn(*full, **params)
+        # NaN in the first two inputs gives NaN in every output, and so do
+        # the two the same infinity (d = inf - inf is NaN: "NaN propagates";
+        # no loss has a limit there); further inputs propagate through the math
+        t = full[1]
         nan = np.isnan(p) | np.isnan(t) | (np.isinf(p) & (p == t))
-        parts = parts.map(
-            lambda x: np.where(nan, np.nan, np.broadcast_to(x, p.shape)).astype(dt, copy=False)
-        )
-        return parts._replace(weight=lambda: np.ones(p.shape, dt)), s
+
+        def fix(x):
+            if isinstance(x, tuple):
+                return tuple(fix(y) for y in x)
+            return np.where(nan, np.nan, np.broadcast_to(x, p.shape)).astype(dt, copy=False)
+        parts = _Parts(*(None if f is None else _then(f, fix) for f in parts))
+        return parts._replace(weight=lambda: np.ones(p.shape, dt)), s, p.shape
+
+    def _rows(self, arrays, sample_weight, params, dt):
+        first = arrays[0]
+        if first.ndim == 0:
+            raise ValueError(f"{self.name}: {self.inputs[0]} must have a vector axis")
+        S = first.shape[:-1]
+        full = []
+        for a, nm in zip(arrays, self.inputs):
+            target = S if nm in self.sample_operands else first.shape
+            _check_broadcast(self.name, nm, a.shape, target)
+            full.append(np.broadcast_to(a.astype(dt, copy=False), target))
+        self._data_checks(dict(zip(self.inputs, arrays)))
+        s = self._weights(sample_weight, S, dt)
+        raw = cache(lambda: self.fn(*full, **params))
+        rows = tuple(nm for nm in self.inputs if nm not in self.sample_operands)
+        parts = _Parts(
+            value=lambda: np.asarray(raw()[0], dtype=dt),
+            grad=lambda: tuple(np.asarray(raw()[1][nm], dtype=dt) for nm in rows
+                               if nm in self.differentiable),
+            hess=None,
+            weight=lambda: np.ones(S, dt))
+        return parts, s, S
 
     def _class(self, z, y, sample_weight, params, dt):
         name = self.name
@@ -977,13 +1047,16 @@ class ReferenceLoss:
         return r.astype(dt, copy=False)
 
 
-# what each public method returns, hence computes
-_WANTS = {
-    "value": ("value",),
-    "grad": ("grad",),
-    "value_and_grad": ("value", "grad"),
-    "hessian": ("hess",),
-}
+def _sum_to(a, shape):
+    """a summed over the axes broadcasting added or stretched (autograd's
+    gradient of a broadcast input)."""
+    shape = tuple(shape)
+    if a.shape == shape:
+        return a
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and a.shape[lead + i] != 1)
+    return np.sum(a, axis=axes, keepdims=True, dtype=_acc_dtype(a.dtype)).reshape(shape)
 
 
 def _norm_axis(ax, ndim):
@@ -1017,57 +1090,8 @@ def _labels(name, y, C, ignore):
 
 
 # ---------------------------------------------------------------------------
-# The 16 losses
+# The loss objects: made from the declarations (fastloss/losses) by
+# fastloss._registry, which fills LOSSES and the module-level names.
 # ---------------------------------------------------------------------------
 
-_E = "elementwise"
-_CLS = "class"
-
-LOSSES = {
-    loss.name: loss
-    for loss in [
-        ReferenceLoss("mse", _mse, {}, _E),
-        ReferenceLoss("mae", _mae, {}, _E),
-        ReferenceLoss("huber", _huber, {"delta": 1.0}, _E, _check_delta),
-        ReferenceLoss("smooth_l1", _smooth_l1, {"beta": 1.0}, _E, _check_beta),
-        ReferenceLoss("log_cosh", _log_cosh, {}, _E),
-        ReferenceLoss("quantile", _quantile, {"q": 0.5}, _E, _check_open("q", 0.0, 1.0)),
-        ReferenceLoss("poisson", _poisson, {}, _E),
-        ReferenceLoss("tweedie", _tweedie, {"power": 1.5}, _E,
-                      _check_open("power", 1.0, 2.0), _prep_tweedie),
-        ReferenceLoss("binary_cross_entropy", _binary_cross_entropy, {}, _E,
-                      None, _prep_bce),
-        ReferenceLoss("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits,
-                      {"pos_weight": None}, _E, None, _prep_pos_weight),
-        ReferenceLoss("sigmoid_focal", _sigmoid_focal, {"alpha": 0.25, "gamma": 2.0}, _E,
-                      _check_focal),
-        ReferenceLoss("hinge", _hinge, {}, _E, None, _prep_hinge),
-        ReferenceLoss("squared_hinge", _squared_hinge, {}, _E, None, _prep_hinge),
-        ReferenceLoss("cross_entropy", _cross_entropy,
-                      {"class_axis": -1, "class_weight": None, "label_smoothing": 0.0,
-                       "ignore_index": None}, _CLS, _check_class_common),
-        ReferenceLoss("nll", _nll,
-                      {"class_axis": -1, "class_weight": None, "ignore_index": None},
-                      _CLS, _check_class_common),
-        ReferenceLoss("multi_margin", _multi_margin,
-                      {"class_axis": -1, "margin": 1.0, "power": 1, "class_weight": None},
-                      _CLS, _check_class_common, accepts_probabilities=False),
-    ]
-}
-
-mse = LOSSES["mse"]
-mae = LOSSES["mae"]
-huber = LOSSES["huber"]
-smooth_l1 = LOSSES["smooth_l1"]
-log_cosh = LOSSES["log_cosh"]
-quantile = LOSSES["quantile"]
-poisson = LOSSES["poisson"]
-tweedie = LOSSES["tweedie"]
-binary_cross_entropy = LOSSES["binary_cross_entropy"]
-binary_cross_entropy_with_logits = LOSSES["binary_cross_entropy_with_logits"]
-sigmoid_focal = LOSSES["sigmoid_focal"]
-hinge = LOSSES["hinge"]
-squared_hinge = LOSSES["squared_hinge"]
-cross_entropy = LOSSES["cross_entropy"]
-nll = LOSSES["nll"]
-multi_margin = LOSSES["multi_margin"]
+LOSSES = {}

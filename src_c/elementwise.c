@@ -85,8 +85,13 @@ double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
 
 const char *fl_ew_kernel_name(int k)
 {
-#define EW_NAME_ROW(NAME, AUX, HEAVY) #NAME,
+#define EW_NAME_ROW(NAME, AUX, HEAVY, ND) #NAME,
     static const char *const names[FL_EW_NKERNELS] = { FL_EW_LOSSES(EW_NAME_ROW) };
 #undef EW_NAME_ROW
     return (k >= 0 && k < FL_EW_NKERNELS) ? names[k] : "";
+}
+
+int fl_ew_kernel_nd(int k)
+{
+    return (k >= 0 && k < FL_EW_NKERNELS) ? ew_nd_f64[k] : 0;
 }

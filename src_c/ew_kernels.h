@@ -11,12 +11,18 @@
  * handled once by the driver, not here.  Infinite inputs must
  * give the mathematical limit: avoid 0*inf wherever a coefficient can be 0.
  *
- * Signature: K(p, t, x, prm, &l, &g, &h); x is the auxiliary operand
- * (pos_weight) for kernels that declare one in FL_EW_LOSSES, else 1. */
+ * Signature: K(p, t, x, prm, &l, &g, &h); x is the third input (pos_weight,
+ * var, y) for kernels that declare one in FL_EW_LOSSES, else 1.  Kernels of
+ * two differentiated inputs add &g1, &h1 (KERNEL2). */
 
 #define C(v) ((T)(v))
 #define KERNEL(name) \
     FL_INLINE void SFX(k_##name)(T p, T t, T x, const PRM *prm, T *l, T *g, T *h)
+/* kernels of two differentiated inputs (nd 2 in FL_EW_LOSSES): g1, h1 are
+ * the derivatives with respect to the second one */
+#define KERNEL2(name) \
+    FL_INLINE void SFX(k_##name)(T p, T t, T x, const PRM *prm, T *l, T *g, T *h, \
+                                 T *g1, T *h1)
 
 /* sign(d) with 0 at 0 (NaN d -- NaN inputs or inf - inf -- is handled by
  * the driver) */
@@ -265,6 +271,79 @@ KERNEL(squared_hinge)
     *h = act ? C(2) * s * s : C(0);
 }
 
+/* Gaussian negative log-likelihood, p = y_pred, t = y_true, x = var:
+ *   0.5 (log v + d^2 / v) + c,  v = max(var, eps),  d = p - t
+ * eps = prm->a > 0, c = prm->b (0.5 log(2 pi) with full=True, else 0).
+ * The clamp is straight-through (torch): the derivatives with respect to
+ * var are those of the formula at v.  A NaN var propagates (the select
+ * keeps it).  g: d/dp, g1: d/dvar. */
+KERNEL2(gaussian_nll)
+{
+    T eps = prm->a, c = prm->b;
+    T v = x < eps ? eps : x;
+    T d = p - t, iv = C(1) / v, r = d * iv, q = r * d;
+    *l = C(0.5) * (VM(log)(v) + q) + c;
+    *g = r;
+    *h = iv;
+    *g1 = C(0.5) * iv * (C(1) - q);
+    *h1 = C(0.5) * iv * iv * (C(2) * q - C(1));
+}
+
+/* Kullback-Leibler divergence with log-probability predictions p and
+ * probability targets t: t (log t - p), 0 where t == 0 (also for an
+ * infinite p: the limit).  Negative targets give NaN (log). */
+KERNEL(kl_div)
+{
+#ifdef FL_EW_WIDER
+    /* float: log t - p cancels where p is close to log t (near the optimum):
+     * the log in double keeps the value's relative accuracy */
+    double l2, g2, h2;
+    FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };
+    FL_EW_WIDER(kl_div)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2);
+    *l = (T)l2;
+#else
+    (void)x; (void)prm;
+    T lt = VM(log)(t == 0 ? C(1) : t);
+    *l = t == 0 ? C(0) : t * (lt - p);
+#endif
+    *g = -t;
+    *h = C(0);
+}
+
+/* ... with log-probability targets t: exp(t) (t - p), 0 where t == -inf
+ * (the limit, where torch gives NaN) */
+KERNEL(kl_div_log)
+{
+#ifdef FL_EW_WIDER
+    double l2, g2, h2;
+    FL_EW_WIDER_PRM q = { prm->a, prm->b, prm->c, prm->d };
+    FL_EW_WIDER(kl_div_log)((double)p, (double)t, (double)x, &q, &l2, &g2, &h2);
+    *l = (T)l2;
+    *g = (T)g2;
+#else
+    (void)x; (void)prm;
+    T et = VM(exp)(t);
+    *l = et == 0 ? C(0) : et * (t - p);
+    *g = -et;
+#endif
+    *h = C(0);
+}
+
+/* margin ranking, p = x1, t = x2, x = y in {-1, 1}: max(0, -y (x1 - x2) +
+ * margin), margin = prm->a; gradient 0 at the kink; a NaN y propagates
+ * (m <= 0 is false for NaN).  g: d/dx1, g1: d/dx2. */
+KERNEL2(margin_ranking)
+{
+    T m = prm->a - x * (p - t);
+    int off = m <= 0;
+    *l = off ? C(0) : m;
+    *g = off ? C(0) : -x;
+    *g1 = off ? C(0) : x;
+    *h = C(0);
+    *h1 = C(0);
+}
+
 #undef SIGN0
 #undef KERNEL
+#undef KERNEL2
 #undef C

@@ -20,7 +20,7 @@ typedef struct { T a, b, c, d; } PRM;
 typedef struct {
     fl_idx n;
     const T *p, *t, *w, *x;
-    T *v, *g, *h;
+    T *v, *g, *h, *g1, *h1;        /* g1, h1: second derivative output (nd 2) */
     T scale;
     const PRM *prm;
 } SFX(blk);
@@ -33,10 +33,15 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
  * d = p - t is inf - inf), gives NaN in every output -- dn = p - t is then
  * NaN, and is what is stored (one subtraction and one comparison: no more
  * than testing p and t separately). */
-#define EW_BODY(NAME, AUX, MODE, W, I, SUMTO)                                  \
+#define EW_CALL1(NAME, P, TT, X, PRM_, L, G, H, G1, H1) \
+    SFX(k_##NAME)(P, TT, X, PRM_, L, G, H)
+#define EW_CALL2(NAME, P, TT, X, PRM_, L, G, H, G1, H1) \
+    SFX(k_##NAME)(P, TT, X, PRM_, L, G, H, G1, H1)
+#define EW_BODY(NAME, AUX, ND, MODE, W, I, SUMTO)                              \
     {                                                                          \
-        T pi = p_[I], ti = t_[I], li, gi, hi;                                  \
-        SFX(k_##NAME)(pi, ti, (AUX) ? x_[I] : (T)1, &prm_, &li, &gi, &hi);     \
+        T pi = p_[I], ti = t_[I], li, gi, hi, g1i = 0, h1i = 0;                \
+        EW_CALL##ND(NAME, pi, ti, (AUX) ? x_[I] : (T)1, &prm_, &li, &gi, &hi,  \
+                    &g1i, &h1i);                                               \
         T dn_ = pi - ti;                                                       \
         int nan_ = dn_ != dn_;                                                 \
         T wi = (W) ? w_[I] : (T)1;                                             \
@@ -53,10 +58,18 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
         if ((MODE) & FL_GRAD) {                                                \
             gi = nan_ ? dn_ : gi;                                              \
             g_[I] = ((W) && cw_ == 0) ? (wi * gi) * sc_ : cw_ * gi;            \
+            if ((ND) == 2) {                                                   \
+                g1i = nan_ ? dn_ : g1i;                                        \
+                g1_[I] = ((W) && cw_ == 0) ? (wi * g1i) * sc_ : cw_ * g1i;     \
+            }                                                                  \
         }                                                                      \
         if ((MODE) & FL_HESS) {                                                \
             hi = nan_ ? dn_ : hi;                                              \
             h_[I] = ((W) && cw_ == 0) ? (wi * hi) * sc_ : cw_ * hi;            \
+            if ((ND) == 2) {                                                   \
+                h1i = nan_ ? dn_ : h1i;                                        \
+                h1_[I] = ((W) && cw_ == 0) ? (wi * h1i) * sc_ : cw_ * h1i;     \
+            }                                                                  \
         }                                                                      \
     }
 
@@ -65,44 +78,48 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
  * vectorized reduction with a fixed width of EW_LANES partial sums (element
  * i in lane i % EW_LANES), so it rounds the same whatever the mode. */
 #define EW_LANES 16
-#define EW_LOOP(NAME, AUX, MODE, W)                                            \
+#define EW_LOOP(NAME, AUX, ND, MODE, W)                                        \
     do {                                                                       \
         const fl_idx n_ = b->n;                                                \
         const T *FL_RESTRICT p_ = b->p, *FL_RESTRICT t_ = b->t;                \
         const T *FL_RESTRICT w_ = b->w, *FL_RESTRICT x_ = b->x;                \
         T *FL_RESTRICT v_ = b->v, *FL_RESTRICT g_ = b->g, *FL_RESTRICT h_ = b->h; \
+        T *FL_RESTRICT g1_ = b->g1, *FL_RESTRICT h1_ = b->h1;                  \
+        (void)g1_; (void)h1_;                                                  \
         const T sc_ = b->scale;                                                \
         const PRM prm_ = *b->prm;                                              \
         double sum_ = 0.0;                                                     \
         _Pragma("omp simd reduction(+:sum_) simdlen(16)")                      \
         for (fl_idx i = 0; i < n_; i++)                                        \
-            EW_BODY(NAME, AUX, MODE, W, i, sum_)                               \
+            EW_BODY(NAME, AUX, ND, MODE, W, i, sum_)                               \
         acc += sum_;                                                           \
     } while (0)
 
 /* One function per (kernel, mode, weighted): small functions keep GCC's
  * vectorizer reliable (one function holding all twelve loops of a large
  * kernel like sigmoid_focal left some of them scalar). */
-#define EW_FN(NAME, AUX, MODE, TAG, W)                                         \
+#define EW_FN(NAME, AUX, ND, MODE, TAG, W)                                     \
     static FL_CLONES double SFX(NAME##_##TAG##_##W)(const SFX(blk) *b)         \
     {                                                                          \
         double acc = 0.0;                                                      \
-        EW_LOOP(NAME, AUX, MODE, W);                                           \
+        EW_LOOP(NAME, AUX, ND, MODE, W);                                       \
         return acc;                                                            \
     }
-#define EW_FNS(NAME, AUX, MODE, TAG) EW_FN(NAME, AUX, MODE, TAG, 0) EW_FN(NAME, AUX, MODE, TAG, 1)
+#define EW_FNS(NAME, AUX, ND, MODE, TAG) \
+    EW_FN(NAME, AUX, ND, MODE, TAG, 0) EW_FN(NAME, AUX, ND, MODE, TAG, 1)
 #define EW_CASE(NAME, MODE, TAG)                                               \
     case ((MODE) << 1):     return SFX(NAME##_##TAG##_0)(b);                   \
     case ((MODE) << 1) | 1: return SFX(NAME##_##TAG##_1)(b);
 
 /* The mode combinations the API uses. */
-#define EW_DEFINE_BLOCK(NAME, AUX, HEAVY)                                      \
-    EW_FNS(NAME, AUX, FL_SUM, s)                                               \
-    EW_FNS(NAME, AUX, FL_VAL, v)                                               \
-    EW_FNS(NAME, AUX, FL_GRAD, g)                                              \
-    EW_FNS(NAME, AUX, FL_SUM | FL_GRAD, sg)                                    \
-    EW_FNS(NAME, AUX, FL_VAL | FL_GRAD, vg)                                    \
-    EW_FNS(NAME, AUX, FL_HESS, h)                                              \
+#define EW_DEFINE_BLOCK(NAME, AUX, HEAVY, ND)                                  \
+    EW_FNS(NAME, AUX, ND, FL_SUM, s)                                           \
+    EW_FNS(NAME, AUX, ND, FL_VAL, v)                                           \
+    EW_FNS(NAME, AUX, ND, FL_GRAD, g)                                          \
+    EW_FNS(NAME, AUX, ND, FL_SUM | FL_GRAD, sg)                                \
+    EW_FNS(NAME, AUX, ND, FL_VAL | FL_GRAD, vg)                                \
+    EW_FNS(NAME, AUX, ND, FL_HESS, h)                                          \
+    EW_FNS(NAME, AUX, ND, FL_GRAD | FL_HESS, gh)                               \
     static double SFX(NAME##_block)(const SFX(blk) *b, int mode, int weighted) \
     {                                                                          \
         switch ((mode << 1) | (weighted ? 1 : 0)) {                            \
@@ -112,17 +129,21 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
             EW_CASE(NAME, FL_SUM | FL_GRAD, sg)                                \
             EW_CASE(NAME, FL_VAL | FL_GRAD, vg)                                \
             EW_CASE(NAME, FL_HESS, h)                                          \
+            EW_CASE(NAME, FL_GRAD | FL_HESS, gh)                               \
             default: return 0.0;                                               \
         }                                                                      \
     }
 
 FL_EW_LOSSES(EW_DEFINE_BLOCK)
 
-#define EW_TABLE_ROW(NAME, AUX, HEAVY) SFX(NAME##_block),
+#define EW_TABLE_ROW(NAME, AUX, HEAVY, ND) SFX(NAME##_block),
 static const SFX(block_fn) SFX(ew_blocks)[FL_EW_NKERNELS] = { FL_EW_LOSSES(EW_TABLE_ROW) };
 #undef EW_TABLE_ROW
-#define EW_TABLE_ROW(NAME, AUX, HEAVY) HEAVY,
+#define EW_TABLE_ROW(NAME, AUX, HEAVY, ND) HEAVY,
 static const int SFX(ew_heavy)[FL_EW_NKERNELS] = { FL_EW_LOSSES(EW_TABLE_ROW) };
+#undef EW_TABLE_ROW
+#define EW_TABLE_ROW(NAME, AUX, HEAVY, ND) ND,
+static const int SFX(ew_nd)[FL_EW_NKERNELS] = { FL_EW_LOSSES(EW_TABLE_ROW) };
 #undef EW_TABLE_ROW
 
 /* Elements gathered per block when an operand is not contiguous. */
@@ -132,7 +153,7 @@ static int SFX(is_mode_known)(int mode)
 {
     return mode == FL_SUM || mode == FL_VAL || mode == FL_GRAD ||
            mode == (FL_SUM | FL_GRAD) || mode == (FL_VAL | FL_GRAD) ||
-           mode == FL_HESS;
+           mode == FL_HESS || mode == (FL_GRAD | FL_HESS);
 }
 
 /* Gather n elements at stride s (elements) into buf; returns a pointer to
@@ -155,14 +176,20 @@ static inline const T *SFX(gather)(const T *src, fl_idx s, fl_idx n, T *buf)
 
 /* Process the flat C-order index range [start, end) of the iteration space.
  * stream: the one output (grad or hess) is written by streaming stores
- * (contiguous rows; see ew_run). */
-static double SFX(ew_range)(SFX(block_fn) fn, int mode, const PRM *prm,
+ * (contiguous rows; see ew_run).  nd: the kernel's derivative outputs; a
+ * derivative output the call does not want (NULL while the mode writes
+ * that kind) is written to a scratch block instead. */
+static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
                             const fl_ew_args *a, fl_idx start, fl_idx end, int stream)
 {
-    const int nd = a->ndim, last = nd - 1;
-    const T *P = (const T *)a->p, *Tt = (const T *)a->t;
-    const T *W = (const T *)a->w, *X = (const T *)a->x;
-    T *V = (T *)a->val, *G = (T *)a->grad, *H = (T *)a->hess;
+    const int nd_ = a->ndim, last = nd_ - 1;
+    const T *P = (const T *)a->in[FL_EW_P], *Tt = (const T *)a->in[FL_EW_T];
+    const T *W = (const T *)a->in[FL_EW_W], *X = (const T *)a->in[FL_EW_X];
+    T *V = (T *)a->val;
+    T *G = (T *)a->grad[0], *H = (T *)a->hess[0];
+    T *G1 = (T *)a->grad[1], *H1 = (T *)a->hess[1];
+    const fl_idx *sp = a->s[FL_EW_P], *st = a->s[FL_EW_T];
+    const fl_idx *sw = a->s[FL_EW_W], *sx = a->s[FL_EW_X];
     fl_idx idx[FL_MAXDIM];
     fl_idx rem = start;
     for (int k = last; k >= 0; k--) {           /* unravel start */
@@ -171,19 +198,22 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, const PRM *prm,
         rem /= s;
     }
     T bp[EW_GATHER], bt[EW_GATHER], bw[EW_GATHER], bx[EW_GATHER];
+    /* scratch for unwanted derivative outputs (nd == 2 and a wrt subset) */
+    T scr_g[EW_GATHER], scr_h[EW_GATHER];
+    const int want_g = (mode & FL_GRAD) != 0, want_h = (mode & FL_HESS) != 0;
     double acc = 0.0;
     fl_idx pos = start;
     while (pos < end) {
         fl_idx op = 0, ot = 0, ow = 0, ox = 0;
         for (int k = 0; k < last; k++) {
-            op += idx[k] * a->sp[k]; ot += idx[k] * a->st[k];
-            ow += idx[k] * a->sw[k]; ox += idx[k] * a->sx[k];
+            op += idx[k] * sp[k]; ot += idx[k] * st[k];
+            ow += idx[k] * sw[k]; ox += idx[k] * sx[k];
         }
         fl_idx j = idx[last];
         fl_idx len = a->shape[last] - j;
         if (len > end - pos) len = end - pos;
-        const fl_idx isp = a->sp[last], ist = a->st[last];
-        const fl_idx isw = a->sw[last], isx = a->sx[last];
+        const fl_idx isp = sp[last], ist = st[last];
+        const fl_idx isw = sw[last], isx = sx[last];
         const T *pr = P + op + j * isp, *tr = Tt + ot + j * ist;
         const T *wr = W ? W + ow + j * isw : NULL;
         const T *xr = X ? X + ox + j * isx : NULL;
@@ -191,39 +221,36 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, const PRM *prm,
         SFX(blk) b;
         b.scale = (T)a->scale;
         b.prm = prm;
-        if (contiguous) {
-            /* blocks of EW_STREAM elements (as the gathered path's blocks
-             * of EW_GATHER == EW_STREAM), whether or not the output is
-             * streamed: the sums round alike on every path */
-            T sbuf[EW_STREAM] __attribute__((aligned(64)));
-            T *dst = stream ? (G ? G + pos : H + pos) : NULL;
-            for (fl_idx o = 0; o < len; o += EW_STREAM) {
-                fl_idx m = len - o < EW_STREAM ? len - o : EW_STREAM;
-                b.n = m; b.p = pr + o; b.t = tr + o;
+        const fl_idx step = EW_GATHER;  /* == EW_STREAM: the sums round alike on every path */
+        T sbuf[EW_STREAM] __attribute__((aligned(64)));
+        T *dst = stream ? (G ? G + pos : H + pos) : NULL;
+        for (fl_idx o = 0; o < len; o += step) {
+            fl_idx m = len - o < step ? len - o : step;
+            b.n = m;
+            if (contiguous) {
+                b.p = pr + o; b.t = tr + o;
                 b.w = wr ? wr + o : NULL; b.x = xr ? xr + o : NULL;
-                if (stream) {
-                    b.v = NULL;
-                    b.g = G ? sbuf : NULL;
-                    b.h = H ? sbuf : NULL;
-                } else {
-                    b.v = V ? V + pos + o : NULL; b.g = G ? G + pos + o : NULL;
-                    b.h = H ? H + pos + o : NULL;
-                }
-                acc += fn(&b, mode, W != NULL);
-                if (stream) SFX(fl_stream_copy)(dst + o, sbuf, m);
-            }
-        } else {
-            for (fl_idx o = 0; o < len; o += EW_GATHER) {
-                fl_idx m = len - o < EW_GATHER ? len - o : EW_GATHER;
-                b.n = m;
+            } else {
                 b.p = SFX(gather)(pr + o * isp, isp, m, bp);
                 b.t = SFX(gather)(tr + o * ist, ist, m, bt);
                 b.w = W ? SFX(gather)(wr + o * isw, isw, m, bw) : NULL;
                 b.x = X ? SFX(gather)(xr + o * isx, isx, m, bx) : NULL;
-                b.v = V ? V + pos + o : NULL; b.g = G ? G + pos + o : NULL;
-                b.h = H ? H + pos + o : NULL;
-                acc += fn(&b, mode, W != NULL);
             }
+            if (stream) {
+                b.v = NULL;
+                b.g = G ? sbuf : NULL;
+                b.h = H ? sbuf : NULL;
+                b.g1 = b.h1 = NULL;
+            } else {
+                const fl_idx at = pos + o;
+                b.v = V ? V + at : NULL;
+                b.g = G ? G + at : (want_g ? scr_g : NULL);
+                b.h = H ? H + at : (want_h ? scr_h : NULL);
+                b.g1 = G1 ? G1 + at : (want_g && nd == 2 ? scr_g : NULL);
+                b.h1 = H1 ? H1 + at : (want_h && nd == 2 ? scr_h : NULL);
+            }
+            acc += fn(&b, mode, W != NULL);
+            if (stream) SFX(fl_stream_copy)(dst + o, sbuf, m);
         }
         pos += len;
         idx[last] = 0;                           /* next row */
@@ -239,7 +266,7 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, const PRM *prm,
 /* A parallel call's chunks (fl_run_chunks). */
 typedef struct {
     SFX(block_fn) fn;
-    int mode;
+    int mode, nd;
     const PRM *prm;
     const fl_ew_args *a;
     fl_idx chunk, n;
@@ -251,7 +278,7 @@ static double SFX(ew_chunk)(void *ctx, fl_idx c, int tid)
     const SFX(ew_job) *j = (const SFX(ew_job) *)ctx;
     fl_idx s = c * j->chunk, e = s + j->chunk < j->n ? s + j->chunk : j->n;
     (void)tid;
-    return SFX(ew_range)(j->fn, j->mode, j->prm, j->a, s, e, j->stream);
+    return SFX(ew_range)(j->fn, j->mode, j->nd, j->prm, j->a, s, e, j->stream);
 }
 
 static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
@@ -269,11 +296,12 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
     /* streaming stores: one large caller output (grad or hess, no value
      * array), memory-bound kernels only (measured: float64 +15-20 %,
      * float32 0-7 %; a transcendental kernel lost 12 % to the copy) */
-    const int stream = a->stream && !SFX(ew_heavy)[kernel] && !(mode & FL_VAL) &&
-                       (a->grad != NULL) + (a->hess != NULL) == 1 &&
+    const int nd = SFX(ew_nd)[kernel];
+    const int stream = a->stream && !SFX(ew_heavy)[kernel] && !(mode & FL_VAL) && nd == 1 &&
+                       (a->grad[0] != NULL) + (a->hess[0] != NULL) == 1 &&
                        (size_t)n * sizeof(T) >= FL_STREAM_BYTES;
     if (nchunks == 1)
-        return SFX(ew_range)(fn, mode, &prm, a, 0, n, 0);
+        return SFX(ew_range)(fn, mode, nd, &prm, a, 0, n, 0);
 
     int adaptive;
     nthreads = fl_unpack_threads(nthreads, &adaptive);
@@ -283,9 +311,9 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
     double stack_part[256];
     double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
     if (!part) {                  /* no memory for partials: one thread, one pass */
-        return SFX(ew_range)(fn, mode, &prm, a, 0, n, stream);
+        return SFX(ew_range)(fn, mode, nd, &prm, a, 0, n, stream);
     }
-    SFX(ew_job) job = { fn, mode, &prm, a, chunk, n, stream };
+    SFX(ew_job) job = { fn, mode, nd, &prm, a, chunk, n, stream };
     fl_run_chunks(SFX(ew_chunk), &job, nchunks, nt, adaptive, part);
     double acc = 0.0;
     for (fl_idx c = 0; c < nchunks; c++) acc += part[c];
@@ -295,6 +323,8 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
 
 #undef EW_LOOP
 #undef EW_BODY
+#undef EW_CALL1
+#undef EW_CALL2
 #undef EW_LANES
 #undef EW_CASE
 #undef EW_FN

@@ -21,61 +21,76 @@ typedef ptrdiff_t fl_idx;
 enum fl_dtype { FL_F32 = 0, FL_F64 = 1 };
 
 /* X-macro: one row per elementwise kernel.
- *   X(name, aux, heavy)
- *   aux   1 if the kernel reads a per-element auxiliary operand (pos_weight)
+ *   X(name, aux, heavy, nd)
+ *   aux   1 if the kernel reads the third input operand (in[FL_EW_X]:
+ *         pos_weight, gaussian_nll's var, margin_ranking's y)
  *   heavy 1 if the kernel evaluates transcendental functions (used only to
- *         pick the size under which no thread team is started)
- * The enum value FL_EW_<name> is the kernel id used by the Python table. */
-#define FL_EW_LOSSES(X)                       \
-    X(mse,                    0, 0)           \
-    X(mae,                    0, 0)           \
-    X(huber,                  0, 0)           \
-    X(smooth_l1,              0, 0)           \
-    X(log_cosh,               0, 1)           \
-    X(quantile,               0, 0)           \
-    X(poisson,                0, 1)           \
-    X(tweedie,                0, 1)           \
-    X(bce,                    0, 1)           \
-    X(bce_logits,             0, 1)           \
-    X(bce_logits_pw,          1, 1)           \
-    X(sigmoid_focal,          0, 1)           \
-    X(hinge,                  0, 0)           \
-    X(squared_hinge,          0, 0)           \
-    X(sigmoid_focal_g2,       0, 1)
+ *         pick the chunk size and the size under which no team is started)
+ *   nd    how many inputs the kernel differentiates: 1 (the first) or 2
+ *         (derivative outputs grad[0], grad[1] and hess[0], hess[1]; which
+ *         inputs they belong to is the Python declaration's business)
+ * The enum value FL_EW_<name> is the kernel id used by the declarations. */
+#define FL_EW_LOSSES(X)                          \
+    X(mse,                    0, 0, 1)           \
+    X(mae,                    0, 0, 1)           \
+    X(huber,                  0, 0, 1)           \
+    X(smooth_l1,              0, 0, 1)           \
+    X(log_cosh,               0, 1, 1)           \
+    X(quantile,               0, 0, 1)           \
+    X(poisson,                0, 1, 1)           \
+    X(tweedie,                0, 1, 1)           \
+    X(bce,                    0, 1, 1)           \
+    X(bce_logits,             0, 1, 1)           \
+    X(bce_logits_pw,          1, 1, 1)           \
+    X(sigmoid_focal,          0, 1, 1)           \
+    X(hinge,                  0, 0, 1)           \
+    X(squared_hinge,          0, 0, 1)           \
+    X(sigmoid_focal_g2,       0, 1, 1)           \
+    X(gaussian_nll,           1, 1, 2)           \
+    X(kl_div,                 0, 1, 1)           \
+    X(kl_div_log,             0, 1, 1)           \
+    X(margin_ranking,         1, 0, 2)
 /* sigmoid_focal_g2 is not a loss of its own: fl_ew_run runs sigmoid_focal
  * with gamma == 2 (the default) through it, (1 - p_t)^2 as a product
  * instead of exp(2 log(1 - p_t)). */
 
-#define FL_EW_ENUM(name, aux, heavy) FL_EW_##name,
+#define FL_EW_ENUM(name, aux, heavy, nd) FL_EW_##name,
 enum fl_ew_kernel { FL_EW_LOSSES(FL_EW_ENUM) FL_EW_NKERNELS };
 #undef FL_EW_ENUM
 
-/* Loss parameters: the Python table maps each named parameter to a slot. */
+/* Loss parameters: the Python declaration maps each named parameter to a slot. */
 typedef struct { double a, b, c, d; } fl_params;
 
-/* What a call computes.  Any combination is valid; the driver instantiates
- * the ones the API uses (see elementwise.c). */
+/* What a call computes.  The driver instantiates the combinations the API
+ * uses (see ew_template.h); FL_GRAD / FL_HESS write every derivative output
+ * of the kernel (nd of them; the driver lends a scratch buffer to one that
+ * the call does not want). */
 enum fl_mode {
     FL_SUM  = 1,   /* accumulate sum(w * l) in double          */
     FL_VAL  = 2,   /* write w * l per element                  */
-    FL_GRAD = 4,   /* write scale * w * dl/dp per element       */
-    FL_HESS = 8    /* write scale * w * d2l/dp2 per element     */
+    FL_GRAD = 4,   /* write scale * w * dl/din_k per element    */
+    FL_HESS = 8    /* write scale * w * d2l/din_k2 per element  */
 };
+
+/* The operands of an elementwise call: up to three inputs and the weight. */
+enum { FL_EW_P = 0, FL_EW_T = 1, FL_EW_X = 2, FL_EW_W = 3, FL_EW_NOPS = 4 };
+#define FL_EW_MAXD 2               /* derivative outputs of one kind */
 
 /* An elementwise call.  All operands share one shape (already broadcast by
  * the caller: a stride of 0 repeats an element).  Outputs are C-contiguous in
- * that shape.  w and x may be NULL (unweighted / no auxiliary operand). */
+ * that shape.  in[FL_EW_X] and in[FL_EW_W] may be NULL (no third input /
+ * unweighted). */
 typedef struct {
     int ndim;                       /* >= 1, <= FL_MAXDIM                  */
     fl_idx shape[FL_MAXDIM];
-    const void *p; fl_idx sp[FL_MAXDIM];
-    const void *t; fl_idx st[FL_MAXDIM];
-    const void *w; fl_idx sw[FL_MAXDIM];
-    const void *x; fl_idx sx[FL_MAXDIM];
-    void *val, *grad, *hess;        /* C-contiguous or NULL                */
+    const void *in[FL_EW_NOPS];     /* y_pred, y_true, third input, weight */
+    fl_idx s[FL_EW_NOPS][FL_MAXDIM];/* their strides, in elements          */
+    void *val;                      /* C-contiguous or NULL                */
+    void *grad[FL_EW_MAXD];         /* derivative k, C-contiguous or NULL  */
+    void *hess[FL_EW_MAXD];
     double scale;                   /* multiplies grad and hess            */
-    int stream;                     /* grad / hess are caller buffers      
-                                     * (out=): large ones may be written  
+    int stream;                     /* grad / hess are caller buffers
+                                     * (out=): large ones may be written
                                      * by streaming stores; else 0         */
 } fl_ew_args;
 
@@ -85,6 +100,7 @@ typedef struct {
 double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                  const fl_ew_args *a, int nthreads);
 const char *fl_ew_kernel_name(int kernel);   /* "" when out of range */
+int fl_ew_kernel_nd(int kernel);              /* derivative outputs (0: out of range) */
 
 /* ------------------------------------------------------------------ *
  * The class-axis family.  Logits (or log-probabilities) z are

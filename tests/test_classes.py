@@ -1,7 +1,7 @@
 """The class-axis losses (cross_entropy, nll, multi_margin) through the
 public API (SPEC sections 1-5).
 
-Tests are parametrised over the rows of ``fastloss._table.TABLE`` whose
+Tests are parametrised over the rows of ``fastloss._registry.TABLE`` whose
 family is "class"; which options a loss gets (class weights, label
 smoothing, ignore_index, probability targets, margin/power) is derived from
 the row's parameters, so a new class loss is tested by adding its row.  Only
@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss import _api, _core
-from fastloss._samples import make_inputs
-from fastloss._table import TABLE
+from fastloss import _call as _api, _core
+from fastloss._registry import make_inputs
+from fastloss._registry import TWO_INPUT as TABLE
 
 SPECS = [s for s in TABLE if s.family == "class"]
 IDS = [s.name for s in SPECS]
@@ -240,7 +240,7 @@ def log_softmax(z):
 
 
 def canonical_logits(name, S, C, rng):
-    """The row's typical logits (fastloss._samples: N(0, 3) logits for
+    """The row's typical logits (fastloss._registry: N(0, 3) logits for
     cross_entropy, their log_softmax for nll, N(0, 1) for multi_margin),
     shape S + (C,)."""
     z, _, _ = make_inputs(name, tuple(S) + (C,), np.float64, rng)

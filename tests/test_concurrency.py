@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss._samples import make_inputs
+from fastloss._registry import make_inputs
 
 N_ELEMENTS = 10**6
 HAMMER_SECONDS = 3.0

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every loss in the table (``fastloss._table.TABLE``).
+"""Property-based fuzzing of every loss in the table (``fastloss._registry.TABLE``).
 
 One hypothesis test per table row, so a new loss is fuzzed by adding its row.
 Each example draws a whole call: method, y_pred dtype (float16/32/64, ints,
@@ -104,8 +104,9 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import fastloss as fl
-from fastloss._samples import make_inputs
-from fastloss._table import TABLE, UNIT
+from fastloss._registry import make_inputs
+from fastloss._registry import TWO_INPUT as TABLE
+from fastloss._spec import UNIT
 
 SPECS = list(TABLE)
 IDS = [s.name for s in SPECS]

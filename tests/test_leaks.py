@@ -48,8 +48,8 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss._samples import make_inputs
-from fastloss._table import TABLE
+from fastloss._registry import make_inputs
+from fastloss._registry import TWO_INPUT as TABLE
 
 TOTAL_CALLS = 100_000        # at least this many calls in the per-kind phase
 K_BIG = 10                   # calls per big kind (70000 elements)

@@ -44,8 +44,8 @@ import warnings
 import numpy as np
 
 import fastloss as fl
-from fastloss._samples import make_inputs
-from fastloss._table import TABLE
+from fastloss._registry import make_inputs
+from fastloss._registry import TWO_INPUT as TABLE
 
 warnings.simplefilter("ignore")
 rounds = int(os.environ.get("VALGRIND_ROUNDS", "2"))

@@ -1,7 +1,7 @@
 """Generic machinery of the class-axis family (cross_entropy, nll,
 multi_margin): class axis, integer labels or probability targets, class
-weights, ignore_index, per-sample weights and reductions.  The shared
-argument checks come from ``_api``; the numbers from ``_core.cls_call``.
+weights, ignore_index.  Reductions, weights, cotangent and out= come from
+``fastloss._call``; the numbers from ``_core.cls_call``.
 
 Semantics (SPEC section 5): per sample a numerator n_i and a denominator
 weight dw_i (cw[y_i] [y_i != ignore_index] for cross_entropy/nll with labels,
@@ -11,11 +11,9 @@ import math
 
 import numpy as np
 
-from . import _core
-from ._api import (GRAD, HESSIAN, VALUE, VALUE_AND_GRAD, _empty_mean_warning, as_array,
-                   finish_full, mean_scale, scaled_weights,
-                   _check_kind, _deriv_buffer, _finish_deriv, check_out, check_threads,
-                   normalize_axis, resolve_pred)
+from .. import _core
+from .._call import (Plan, as_array, broadcast_shape, check_kind, check_out, check_threads,
+                     deriv_buffer, finish_deriv, package, reduce, resolve_pred)
 
 
 def _class_axis(where, value, ndim):
@@ -110,10 +108,12 @@ def _bad_label(where, yb, flat, C):
                      f"a class in [0, {C}) nor the ignore_index")
 
 
-def run(loss, where, method, reduction, y_pred, y_true, kwargs):
+def run(loss, call):
     spec = loss.spec
+    where = call.where
+    kwargs = call.kwargs
     params = {p.name: p.check(loss.name, kwargs.get(p.name, p.default)) for p in spec.params}
-    p, cdt, odt = resolve_pred(where, y_pred)
+    p, cdt, odt = resolve_pred(where, call.inputs[0])
     ax = _class_axis(where, params["class_axis"], p.ndim)
     shape = p.shape
     C = shape[ax]
@@ -122,8 +122,8 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
     inner = math.prod(shape[ax + 1:])
     ignore_index = params.get("ignore_index")
 
-    yt = as_array(where, "y_true", y_true)
-    _check_kind(where, "y_true", yt)
+    yt = as_array(where, "y_true", call.inputs[1])
+    check_kind(where, "y_true", yt)
     soft = yt.shape == shape
     y = tp = ylab = None
     if soft:
@@ -139,28 +139,20 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
     sw = sw0 = None
     if kwargs.get("sample_weight") is not None:
         sw0 = as_array(where, "sample_weight", kwargs["sample_weight"])
-        _check_kind(where, "sample_weight", sw0)
-        try:
-            b = np.broadcast_shapes(sw0.shape, sample_shape)
-        except ValueError:
-            b = None
-        if b != tuple(sample_shape):
-            raise ValueError(f"{where}: sample_weight of shape {sw0.shape} does not broadcast "
-                             f"to the per-sample shape {sample_shape} without enlarging it")
+        check_kind(where, "sample_weight", sw0)
+        broadcast_shape(where, "sample_weight", sw0.shape, sample_shape, "the per-sample shape")
         sw = _for_kernel(np.broadcast_to(sw0.astype(cdt, copy=False), sample_shape), cdt)
     cw = None
     if kwargs.get("class_weight") is not None:
         cw0 = as_array(where, "class_weight", kwargs["class_weight"])
-        _check_kind(where, "class_weight", cw0)
+        check_kind(where, "class_weight", cw0)
         if cw0.shape != (C,):
             raise ValueError(f"{where}: class_weight must have shape ({C},) (one weight per "
                              f"class), got {cw0.shape}")
         cw = _for_kernel(cw0, cdt)
-    axis = normalize_axis(where, kwargs.get("axis"), len(sample_shape), reduction)
     nthreads = check_threads(where, kwargs.get("n_threads"))
-    if method == VALUE and kwargs.get("out") is not None:
-        raise TypeError(f"{where}() takes no out= (the value is a scalar or a new array)")
-    out = check_out(where, kwargs.get("out"), shape, odt) if method != VALUE else None
+    out_g = None if call.out_grad is None else check_out(where, call.out_grad[0], shape, odt)
+    out_h = None if call.out_hess is None else check_out(where, call.out_hess[0], shape, odt)
 
     z = np.ascontiguousarray(p)
     kernel = _core.CLS_KERNELS[spec.kernel]
@@ -179,68 +171,35 @@ def run(loss, where, method, reduction, y_pred, y_true, kwargs):
     if wsum is None:
         wsum = float(nsamp) if sw is None else float(np.sum(sw, dtype=np.float64))
 
-    want_val = method in (VALUE, VALUE_AND_GRAD)
-    deriv = None
-    if method != VALUE:
-        deriv = _deriv_buffer(out, shape, cdt, odt, (p, tp))
-    g = deriv if method in (GRAD, VALUE_AND_GRAD) else None
-    h = deriv if method == HESSIAN else None
+    g = deriv_buffer(out_g, shape, cdt, (p, tp)) if call.want_grad else None
+    h = deriv_buffer(out_h, shape, cdt, (p, tp)) if call.want_hess else None
 
-    def call(sweights, val, scale):
-        return _core.cls_call(kernel, z, outer, C, inner, y, tp, sweights, cw, smoothing,
-                              ignore_index, margin, power, val, g, h, scale, nthreads)
+    def kernel_call(mode, weights, val, scale):
+        sweights = None if weights is None else _for_kernel(weights, cdt)
+        s = 0.0
+        # the class drivers write one derivative per pass
+        if mode & _core.MODE_HESS:
+            _core.cls_call(kernel, z, outer, C, inner, y, tp, sweights, cw, smoothing,
+                           ignore_index, margin, power, None, None, h, scale, nthreads)
+            mode &= ~_core.MODE_HESS
+            if not mode:
+                return 0.0
+        s = _core.cls_call(kernel, z, outer, C, inner, y, tp, sweights, cw, smoothing,
+                           ignore_index, margin, power, val,
+                           g if mode & _core.MODE_GRAD else None, None, scale, nthreads)
+        return s
 
-    value = None
-    if reduction != "none" and axis is None:
-        scale, wfactor, wsum = mean_scale(reduction, wsum, cdt)
-        swk = sw
-        if wfactor != 1.0:
-            # every denominator is linear in the sample weights: scaling them
-            # by a power of two scales wsum alike (see mean_scale)
-            swk = scaled_weights(np.ones(sample_shape, cdt) if sw is None else sw, wfactor, cdt)
-        s = call(swk, None, scale)
-        value = finish_full(where, reduction, s, wsum, want_val, odt)
-    elif reduction == "none":
-        v = np.empty(sample_shape, dtype=cdt)
-        call(sw, v, 1.0)
-        value = v.astype(odt, copy=False)
-    else:
-        value = _partial(where, reduction, axis, spec, y, sw, cw, ignore_index, nsamp,
-                         sample_shape, cdt, odt, call)
-    if deriv is not None:
-        deriv = _finish_deriv(deriv, out, odt)
-    if method == VALUE:
-        return value
-    if method == VALUE_AND_GRAD:
-        return value, deriv
-    return deriv
+    def denom_weights():
+        if y is None or spec.kernel not in ("ce", "nll"):
+            return None
+        valid = np.ones(sample_shape, dtype=bool) if ignore_index is None else y != ignore_index
+        cwy = np.ones(sample_shape) if cw is None else \
+            cw.astype(np.float64)[np.where(valid, y, 0)]
+        return np.where(valid, cwy, 0.0)
 
-
-def _partial(where, reduction, axis, spec, y, sw, cw, ignore_index, nsamp, sample_shape,
-             cdt, odt, call):
-    """Reduction over some per-sample axes: each sample weighted by
-    s / W(slice) for "mean" so that one pass gives value terms and
-    derivative."""
-    s = np.ones(sample_shape, dtype=np.float64) if sw is None else sw.astype(np.float64)
-    eff = s
-    empty = None
-    if reduction == "mean":
-        dw = np.ones(sample_shape)
-        if y is not None and spec.kernel in ("ce", "nll"):
-            valid = np.ones(sample_shape, dtype=bool) if ignore_index is None else y != ignore_index
-            cwy = np.ones(sample_shape) if cw is None else \
-                cw.astype(np.float64)[np.where(valid, y, 0)]
-            dw = np.where(valid, cwy, 0.0)
-        W = np.sum(s * dw, axis=axis, keepdims=True)
-        zero = W == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eff = np.where(zero, 0.0, s / np.where(zero, 1.0, W))
-        if zero.any():
-            empty = np.squeeze(zero, axis=axis)
-    v = np.empty(sample_shape, dtype=cdt)
-    call(np.ascontiguousarray(eff, dtype=cdt), v, 1.0)
-    value = np.sum(v, axis=axis, dtype=np.float64)
-    if empty is not None and np.any(empty):
-        _empty_mean_warning(where)
-        value = np.where(empty, np.nan, value)
-    return np.asarray(value).astype(odt)
+    plan = Plan(shape=sample_shape, weights=sw, weights0=sw, kernel=kernel_call,
+                full_wsum=lambda: wsum, denom_weights=denom_weights)
+    value = reduce(call, plan, cdt, odt)
+    grads = [finish_deriv(g, out_g, odt)] if call.want_grad else None
+    hesses = [finish_deriv(h, out_h, odt)] if call.want_hess else None
+    return package(call, value, grads, hesses)

@@ -1,0 +1,72 @@
+"""Multiclass losses (SPEC section 5): logits with a class axis; integer
+labels of the per-sample shape, or class probabilities of the logits' shape."""
+from .. import reference as R
+from .._spec import ArrayParam, Domain, LossSpec, Param, REAL, UNIT
+from ._common import log_softmax, normal
+
+
+def _jax_take(J, z, y):
+    return J.np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+
+
+def _jax_cross_entropy(J, z, y, k):
+    logp = J.nn.log_softmax(z, axis=-1)
+    e = k["label_smoothing"]
+    per = -(1 - e) * _jax_take(J, logp, y)
+    if e:
+        per = per - e * J.np.mean(logp, axis=-1)
+    return J.np.mean(per)
+
+
+def _jax_multi_margin(J, z, y, k):
+    m = J.np.maximum(0, k["margin"] - _jax_take(J, z, y)[..., None] + z)
+    if k["power"] == 2:
+        m = m * m
+    m = J.np.where(J.np.arange(z.shape[-1]) == y[..., None], 0, m)
+    return J.np.mean(J.np.sum(m, axis=-1) / z.shape[-1])
+
+
+def _classes(name, kernel, summary, formula, params=(), **kw):
+    common = (Param("class_axis", -1, REAL, integer=True,
+                    doc="the axis of y_pred holding the classes"),)
+    return LossSpec(name=name, family="class", kernel=kernel, summary=summary,
+                    formula=formula, params=common + tuple(params),
+                    array_params=(ArrayParam("class_weight", REAL,
+                                             "per-class weights of shape (C,)"),), **kw)
+
+
+_IGNORE = Param("ignore_index", None, REAL, integer=True, allow_none=True, none_value=None,
+                doc="label whose samples are left out (None: no such label)")
+
+DECLARATIONS = [
+    _classes(
+        "cross_entropy", "ce", "Cross-entropy on logits (softmax + NLL, fused)",
+        "logsumexp(z) - z[y]   (probability targets: -sum(t * log_softmax(z)))",
+        [Param("label_smoothing", 0.0, UNIT, doc="mass spread uniformly over the classes"),
+         _IGNORE],
+        reference=R._cross_entropy, sampler=dict(y_pred=normal(3.0), y_true="labels"),
+        peers=dict(
+            torch=lambda F, z, y, k, r="mean": F.cross_entropy(
+                z, y, label_smoothing=k["label_smoothing"], reduction=r),
+            jax=_jax_cross_entropy,
+            sklearn=lambda S, k: (S.HalfMultinomialLoss(n_classes=k["n_classes"]), 1.0))),
+    _classes(
+        "nll", "nll", "Negative log-likelihood on log-probabilities",
+        "-logp[y]   (probability targets: -sum(t * logp))", [_IGNORE],
+        reference=R._nll,
+        sampler=dict(y_pred=lambda rng, shape: log_softmax(rng.standard_normal(shape) * 3.0),
+                     y_true="labels"),
+        peers=dict(torch=lambda F, z, y, k, r="mean": F.nll_loss(z, y, reduction=r),
+                   jax=lambda J, z, y, k: -J.np.mean(_jax_take(J, z, y)))),
+    _classes(
+        "multi_margin", "margin", "Multi-class margin (hinge) loss",
+        "sum_{j != y} max(0, margin - z[y] + z[j])**power / C",
+        [Param("margin", 1.0, REAL, doc="the margin"),
+         Param("power", 1, Domain(values=(1.0, 2.0)), doc="1 or 2")],
+        accepts_probabilities=False,
+        reference=R._multi_margin, sampler=dict(y_pred=normal(), y_true="labels"),
+        peers=dict(
+            torch=lambda F, z, y, k, r="mean": F.multi_margin_loss(
+                z, y, p=k["power"], margin=k["margin"], reduction=r),
+            jax=_jax_multi_margin)),
+]

@@ -1,0 +1,77 @@
+"""Row losses (SPEC section 8): vectors along the last axis; the leading
+axes are samples.  One C driver serves the family (src_c/rows.c)."""
+from .._spec import DataCheck, Domain, LossSpec, Operand, Param, REAL
+from ._common import NONNEGATIVE, POSITIVE, SIGNS, normal, signs
+
+
+def _rows_reference(name):
+    def fn(*args, **kw):
+        from .. import _reference_rows
+        return getattr(_reference_rows, name + "_parts")(*args, **kw)
+    fn.__name__ = "_" + name
+    return fn
+
+
+def _torch_triplet(F, a, p, n, k, r="mean"):
+    return F.triplet_margin_loss(a, p, n, margin=k["margin"], p=k["p"], eps=k["eps"],
+                                 swap=k["swap"], reduction=r)
+
+
+def _jax_triplet(J, a, p, n, k):
+    def dist(u, v):
+        return J.np.sqrt(J.np.sum((u - v + k["eps"]) ** 2, axis=-1))
+    dn = dist(a, n)
+    if k["swap"]:
+        dn = J.np.minimum(dn, dist(p, n))
+    return J.np.mean(J.np.maximum(dist(a, p) - dn + k["margin"], 0.0))
+
+
+def _jax_cosine(J, x1, x2, y, k):
+    dot = J.np.sum(x1 * x2, axis=-1)
+    cos = dot / J.np.sqrt((J.np.sum(x1 * x1, axis=-1) + 1e-12)
+                          * (J.np.sum(x2 * x2, axis=-1) + 1e-12))
+    return J.np.mean(J.np.where(y == 1, 1 - cos, J.np.maximum(0.0, cos - k["margin"])))
+
+
+def _row_input(name, doc, first=False):
+    return Operand(name, "prediction" if first else "input", True,
+                   "first" if first else "broadcast", doc)
+
+
+DECLARATIONS = [
+    LossSpec(
+        name="cosine_embedding", family="rows", kernel="cosine_embedding",
+        summary="Cosine embedding loss",
+        formula="cos = <x1, x2> / sqrt((|x1|^2 + 1e-12) (|x2|^2 + 1e-12));  "
+                "1 - cos if y == 1, max(0, cos - margin) if y == -1",
+        operands=(_row_input("x1", "first vectors (last axis)", first=True),
+                  _row_input("x2", "second vectors, broadcast to x1"),
+                  Operand("y", "target", False, "samples", "1 (similar) or -1 (dissimilar)")),
+        params=(Param("margin", 0.0, Domain(-1.0, 1.0), doc="the margin, in [-1, 1]"),),
+        checks=(DataCheck("y", SIGNS, "labels -1 or 1"),),
+        has_hessian=False,
+        reference=_rows_reference("cosine_embedding"),
+        sampler=dict(x1=normal(), x2=normal(), y=signs),
+        peers=dict(
+            torch=lambda F, x1, x2, y, k, r="mean": F.cosine_embedding_loss(
+                x1, x2, y, margin=k["margin"], reduction=r),
+            jax=_jax_cosine)),
+    LossSpec(
+        name="triplet_margin", family="rows", kernel="triplet_margin",
+        summary="Triplet margin loss",
+        formula="max(d(a, p) - d(a, n) + margin, 0),  d(u, v) = ||u - v + eps||_p  "
+                "(swap: min(d(a, n), d(p, n)))",
+        operands=(_row_input("anchor", "anchor vectors (last axis)", first=True),
+                  _row_input("positive", "positive vectors, broadcast to anchor"),
+                  _row_input("negative", "negative vectors, broadcast to anchor")),
+        params=(Param("margin", 1.0, POSITIVE, doc="the margin, > 0"),
+                Param("p", 2.0, POSITIVE, doc="the norm's degree, > 0 (inf: max norm)"),
+                Param("eps", 1e-6, NONNEGATIVE, doc="added to the differences, >= 0"),
+                Param("swap", False, REAL, boolean=True,
+                      doc="use min(d(a, n), d(p, n)) (distance swap)")),
+        has_hessian=False,
+        reference=_rows_reference("triplet_margin"),
+        sampler=dict(anchor=normal(), positive=normal(), negative=normal()),
+        peers=dict(torch=_torch_triplet, jax=_jax_triplet)),
+]
+
