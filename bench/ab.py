@@ -68,9 +68,10 @@ TOLERANCE = 0.10        # a row is "slower" when B/A > 1 + TOLERANCE
 SELF_TOLERANCE = 0.05   # --self: the method must read a build against itself within this
 
 # timing plan (per worker, per case, per round)
-PLAN = dict(rounds=12, target=0.004, repeat=3, min_repeat=1, budget=0.15, gap=0.002,
+# gap: expected seconds a worker waits after a batch for its OpenMP team to stop spinning
+PLAN = dict(rounds=12, target=0.004, repeat=3, min_repeat=1, budget=0.15, gap=0.003,
             max_minutes=15.0)
-OVERHEAD = 0.0015       # seconds of pipe round trip + warm-up bookkeeping per timing
+OVERHEAD = 0.0004       # seconds of one pipe round trip to a worker
 
 BUILD_ENV = ("FASTLOSS_DISABLE_OPENMP", "FASTLOSS_EXTRA_CFLAGS", "FASTLOSS_NO_CLONES",
              "CC", "CFLAGS", "LDFLAGS")
@@ -243,7 +244,8 @@ def plan_case(cal_a, cal_b, plan):
     batch = number * per_call
     repeat = int(min(plan["repeat"], max(plan["min_repeat"],
                                          math.floor(plan["budget"] / max(batch, 1e-9)))))
-    cost = (repeat * number + 1) * per_call + OVERHEAD + plan["gap"]   # +1: warm-up call
+    # +1: the warm-up call; one pipe round trip (and gap) per batch
+    cost = (repeat * number + 1) * per_call + repeat * (OVERHEAD + plan["gap"])
     return dict(number=number, repeat=repeat, cost=cost)
 
 
@@ -455,31 +457,54 @@ class _Worker:
         return time.perf_counter() - t0
 
     def calibrate(self, key, target):
+        """Batch size for `target` seconds.  The per-call time is the MINIMUM
+        of several estimates, so one stall (a descheduled thread on a busy
+        machine) does not inflate the plan."""
         import gc
         f = self.calls[key]
         gc.disable()
         try:
             f()
+            per_call = min(self._batch(f, 1) for _ in range(3))
             number = 1
-            while True:
-                t = self._batch(f, number)
-                if t >= target or number >= 1 << 22:
+            while number < 1 << 22:
+                number = max(1, int(math.ceil(target / max(per_call, 1e-9))))
+                t = self._batch(f, number) / number
+                if t >= per_call * 0.8 or number == 1:
+                    per_call = min(per_call, t)
                     break
-                number = max(number * 2, int(math.ceil(number * target * 1.1 / max(t, 1e-9))))
+                per_call = t                 # first calls were slow (cold): redo
         finally:
             gc.enable()
-        return dict(status="ok", number=number, per_call=t / number)
+        number = max(1, int(math.ceil(target / max(per_call, 1e-9)))) \
+            if per_call < target else 1
+        return dict(status="ok", number=number, per_call=per_call, settle=self.settle())
 
-    def time(self, key, number, repeat):
+    def time(self, key, number, repeat=1, warm=True):
         import gc
         f = self.calls[key]
         gc.disable()
         try:
-            f()                          # warm-up (caches, the thread team)
+            if warm:
+                f()                      # warm-up (caches, the thread team)
             times = [self._batch(f, number) / number for _ in range(repeat)]
         finally:
             gc.enable()
-        return dict(status="ok", times=times)
+        return dict(status="ok", times=times, settle=self.settle())
+
+    @staticmethod
+    def settle(limit=0.05, tick=0.001):
+        """Wait until this process's idle OpenMP threads stop spinning (libgomp
+        spins a few ms after a parallel region before it sleeps), so that they
+        do not take a core from the other build's next batch.  Returns the
+        seconds waited."""
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < limit:
+            c0, w0 = time.process_time(), time.perf_counter()
+            time.sleep(tick)
+            if time.process_time() - c0 < 0.3 * (time.perf_counter() - w0):
+                break
+        return time.perf_counter() - t0
 
 
 def worker_main(build_dir, expect_file, seed):
@@ -516,7 +541,8 @@ def worker_main(build_dir, expect_file, seed):
             elif op == "calibrate":
                 resp = w.calibrate(req["key"], req["target"])
             elif op == "time":
-                resp = w.time(req["key"], req["number"], req["repeat"])
+                resp = w.time(req["key"], req["number"], req.get("repeat", 1),
+                              req.get("warm", True))
             elif op == "drop":
                 w.calls.clear()
                 w.inputs.clear()
@@ -608,9 +634,7 @@ def run_ab(dir_a, dir_b, cases, plan, seed=0, log_dir=None, progress=print,
             if not (va == vb or abs(va - vb) <= 1e-4 * max(abs(va), abs(vb))):
                 res["notes"].append(f"value-differs({va:.6g} vs {vb:.6g})")
             ca = wa.ask(op="calibrate", key=case["key"], target=plan["target"])
-            time.sleep(plan["gap"])
             cb = wb.ask(op="calibrate", key=case["key"], target=plan["target"])
-            time.sleep(plan["gap"])
             if ca["status"] != "ok" or cb["status"] != "ok":
                 res["status"] = case_status(ca, cb)
                 continue
@@ -624,27 +648,32 @@ def run_ab(dir_a, dir_b, cases, plan, seed=0, log_dir=None, progress=print,
             for r in sorted(live, key=lambda r: -r["plan"]["cost"]):
                 p = r["plan"]
                 while p["repeat"] > 1 and est > limit:
-                    per_call = (p["cost"] - OVERHEAD - plan["gap"]) / (p["repeat"] * p["number"]
-                                                                        + 1)
+                    per_call = (p["cost"] - p["repeat"] * (OVERHEAD + plan["gap"])) / (
+                        p["repeat"] * p["number"] + 1)
                     p["repeat"] -= 1
-                    p["cost"] -= p["number"] * per_call
+                    p["cost"] -= p["number"] * per_call + OVERHEAD + plan["gap"]
                     est = estimate_seconds([q["plan"] for q in live], plan["rounds"])
         header["estimate_s"] = est
         progress(f"calibrated {len(live)} of {len(cases)} cases in {time.time() - t0:.0f}s; "
                  f"estimated timing: {est / 60:.1f} min ({plan['rounds']} rounds)"
                  + (f"  [over the {plan['max_minutes']:.0f} min limit]" if est > limit else ""))
         t1 = time.time()
+        loads = header["loadavg"] = []      # 1-minute load average after each round
         for rnd in range(plan["rounds"]):
             for i, res in enumerate(live):
-                order = (0, 1) if (rnd + i) % 2 == 0 else (1, 0)
-                got = [None, None]
-                for w in order:
-                    resp = workers[w].ask(op="time", key=res["key"], number=res["plan"]["number"],
-                                          repeat=res["plan"]["repeat"])
-                    time.sleep(plan["gap"])      # let the other's OpenMP team go idle
-                    if resp["status"] != "ok":
-                        raise RuntimeError(f"{res['key']} in {'AB'[w]}: {resp.get('error')}")
-                    got[w] = resp["times"]
+                got = [[], []]
+                for j in range(res["plan"]["repeat"]):
+                    # A B | B A | A B ...: batch by batch, the first mover
+                    # alternating with the batch, the case and the round
+                    order = (0, 1) if (rnd + i + j) % 2 == 0 else (1, 0)
+                    for w in order:
+                        resp = workers[w].ask(op="time", key=res["key"],
+                                              number=res["plan"]["number"], repeat=1,
+                                              warm=(j == 0))
+                        if resp["status"] != "ok":
+                            raise RuntimeError(f"{res['key']} in {'AB'[w]}: "
+                                               f"{resp.get('error')}")
+                        got[w] += resp["times"]
                 res["batches_a"].append(got[0])
                 res["batches_b"].append(got[1])
                 res["times_a"].append(statistics.median(got[0]))
@@ -654,8 +683,10 @@ def run_ab(dir_a, dir_b, cases, plan, seed=0, log_dir=None, progress=print,
             done = [r for r in live if r["times_a"]]
             cur = [ratio_stats(r["times_a"], r["times_b"])["ratio"] for r in done]
             dev = max((abs(x - 1) for x in cur), default=0.0)
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            loads.append(load)
             progress(f"round {rnd + 1}/{plan['rounds']}: {el:.0f}s elapsed, ~{eta:.0f}s left, "
-                     f"max |B/A-1| so far {dev * 100:.1f}%")
+                     f"max |B/A-1| so far {dev * 100:.1f}%, load {load:.2f}")
         header["timing_s"] = time.time() - t1
         for res in live:
             res["stats"] = ratio_stats(res["times_a"], res["times_b"])
@@ -765,7 +796,8 @@ def main(argv=None):
         dir_b, desc_b = dir_a, desc_a + " (self: second process)"
     else:
         dir_b, desc_b = prepare_build(build_root, rev=args.b, tree=args.b_tree, repo=repo)
-    upper = len(cases) * 2 * plan["rounds"] * (plan["budget"] + OVERHEAD + plan["gap"])
+    upper = len(cases) * 2 * plan["rounds"] * (plan["budget"] + plan["repeat"] * (
+        OVERHEAD + plan["gap"]))
     print(f"{len(cases)} cases x {plan['rounds']} rounds x 2 builds: at most "
           f"~{upper / 60:.0f} min by the per-case budget (plus calibration); "
           f"the estimate follows calibration", flush=True)
@@ -786,8 +818,10 @@ def main(argv=None):
         print(f"{tag}: {desc}\n   {h['file']}\n   {_config_line(h['config'])}")
     if header["A"]["config"].get("cflags") != header["B"]["config"].get("cflags"):
         print("note: A and B were compiled with different flags")
+    loads = header.get("loadavg") or [float("nan")]
     print(f"timing took {header.get('timing_s', 0) / 60:.1f} min "
-          f"(estimated {header.get('estimate_s', 0) / 60:.1f})")
+          f"(estimated {header.get('estimate_s', 0) / 60:.1f}); 1-min load average during "
+          f"the rounds {min(loads):.2f}-{max(loads):.2f} (2 = both cores busy)")
     print("times: median over rounds of the median batch; B/A: median of per-round ratios; "
           f"IQR and min-max of those ratios; SLOWER = B/A > {1 + args.tolerance:.2f}")
     print()
