@@ -20,9 +20,11 @@ case, one worker times the case while the other waits, then the other one
 (the first mover alternates with round and case), so machine drift hits both
 builds alike and a 2-thread case never competes with the other build.
 
-Per round and case each worker times ``repeat`` batches of ``number`` calls
-(``number`` autoranged once so a batch lasts ``--target`` seconds, the same
-for both builds); the round's time is the median batch.  The table gives the
+Per round and case the two workers take turns batch by batch (A B, B A, ...),
+``repeat`` batches of ``number`` calls each (``number`` autoranged once so a
+batch lasts ``--target`` seconds, the same for both builds); a build's time
+of the round is its median batch.  Before handing over, a worker waits for
+its OpenMP threads to stop spinning.  The table gives the
 median time over rounds of each build, the ratio B/A as the MEDIAN OF THE
 PER-ROUND RATIOS, and their interquartile range.  A row is flagged when B is
 more than ``--tolerance`` (10 %) slower.  ``--self`` times one build against
