@@ -159,13 +159,16 @@ def broadcast_shape(where, name, shape, target, what):
                          f"y[..., None]) so that it matches")
 
 
-def resolve_operand(where, name, x, cdt, shape, what="y_pred's shape"):
+def resolve_operand(where, name, x, cdt, shape, what="y_pred's shape", keep=False):
     """An operand: cast to cdt, broadcast to `shape` (a view), never
-    enlarging it.  Returns (broadcast view, original-shape array)."""
+    enlarging it.  Returns (broadcast view, original-shape array).  keep:
+    an array the elementwise driver converts as it reads (real dtypes,
+    aligned, native) keeps its dtype."""
     a = as_array(where, name, x)
     check_kind(where, name, a)
     broadcast_shape(where, name, a.shape, shape, what)
-    a = _cast(a, cdt)
+    if not (keep and _core.converts(a)):
+        a = _cast(a, cdt)
     return np.broadcast_to(a, shape), a
 
 

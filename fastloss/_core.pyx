@@ -15,6 +15,8 @@ cimport numpy as cnp
 from cpython.dict cimport PyDict_Next
 from cpython.object cimport PyObject
 from libc.string cimport memset
+from libc.math cimport fabs
+from libc.float cimport FLT_MIN, FLT_MAX, DBL_MIN, DBL_MAX
 
 import numpy as np
 
@@ -48,6 +50,7 @@ cdef extern from "fastloss.h" nogil:
         fl_idx shape[FL_MAXDIM]
         const void *in_ "in"[4]
         fl_idx s[4][FL_MAXDIM]
+        int type[4]
         void *val
         void *grad[2]
         void *hess[2]
@@ -96,6 +99,21 @@ cdef extern from "fastloss.h" nogil:
     int fl_ew_run_signs(int dtype, int kernel, int mode, const void *p, const void *t,
                         fl_idx n, double scale, void *val, void *grad, void *hess,
                         int reused, int nthreads, double *sum)
+    enum:
+        FL_E_OWN
+        FL_E_F32
+        FL_E_F64
+        FL_E_I8
+        FL_E_I16
+        FL_E_I32
+        FL_E_I64
+        FL_E_U8
+        FL_E_U16
+        FL_E_U32
+        FL_E_U64
+    int fl_outside_typed(const void *v, int type, fl_idx n, fl_idx s, double lo, double hi,
+                         int lo_open, int hi_open, const double *vals, int nvals)
+    double fl_sum_typed(const void *v, int type, fl_idx n, fl_idx s)
     int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_notin_f32(const float *v, fl_idx n, const double *vals, int nvals)
@@ -190,6 +208,47 @@ cdef int _dtype_code(cnp.ndarray a) except -1:
     raise TypeError("internal: kernels take float32 or float64 arrays")
 
 
+cdef int _elem_type(int tn) noexcept:
+    """The fl_elem code of a NumPy type number, -1 for a type the drivers
+    do not convert (float16, object, ...)."""
+    if tn == cnp.NPY_FLOAT:
+        return FL_E_F32
+    if tn == cnp.NPY_DOUBLE:
+        return FL_E_F64
+    if tn == cnp.NPY_BOOL or tn == cnp.NPY_UINT8:
+        return FL_E_U8
+    if tn == cnp.NPY_INT8:
+        return FL_E_I8
+    if tn == cnp.NPY_INT16:
+        return FL_E_I16
+    if tn == cnp.NPY_INT32:
+        return FL_E_I32
+    if tn == cnp.NPY_INT64 or tn == cnp.NPY_LONGLONG:
+        return FL_E_I64
+    if tn == cnp.NPY_UINT16:
+        return FL_E_U16
+    if tn == cnp.NPY_UINT32:
+        return FL_E_U32
+    if tn == cnp.NPY_UINT64 or tn == cnp.NPY_ULONGLONG:
+        return FL_E_U64
+    return -1
+
+
+def converts(a):
+    """Whether the elementwise driver reads an array of a's dtype as it is
+    (converting as it loads): real dtypes, aligned, native byte order."""
+    cdef cnp.ndarray x = a
+    return (_elem_type(cnp.PyArray_TYPE(x)) >= 0 and cnp.PyArray_ISALIGNED(x)
+            and cnp.PyArray_ISNOTSWAPPED(x))
+
+
+cdef int _operand_type(cnp.ndarray a) except -1:
+    cdef int e = _elem_type(cnp.PyArray_TYPE(a))
+    if e < 0 or not cnp.PyArray_ISALIGNED(a) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError("internal: an operand the driver cannot read")
+    return e
+
+
 cdef int _element_strides(cnp.ndarray a, int nd, fl_idx *out) except -1:
     """Strides of a in elements; a must be aligned (the caller ensures it)."""
     cdef int k
@@ -269,6 +328,7 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
         raise ValueError("too many dimensions")
     if kernel < 0 or kernel >= FL_EW_NKERNELS:
         raise ValueError("internal: no such kernel")
+    cdef int q
     if (grad1 is not None or hess1 is not None) and fl_ew_kernel_nd(kernel) < 2:
         raise ValueError("internal: the kernel has one derivative output")
     prm.a, prm.b, prm.c, prm.d = params
@@ -278,16 +338,18 @@ def ew_call(int kernel, int mode, tuple params, cnp.ndarray p, cnp.ndarray t,
         a.shape[k] = cnp.PyArray_DIMS(p)[k]
     _element_strides(p, nd, a.s[FL_EW_P])
     a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
-    _element_strides(t, nd, a.s[FL_EW_T])
-    a.in_[FL_EW_T] = cnp.PyArray_DATA(t)
-    if w is not None:
-        arr = w
-        _element_strides(arr, nd, a.s[FL_EW_W])
-        a.in_[FL_EW_W] = cnp.PyArray_DATA(arr)
-    if x is not None:
-        arr = x
-        _element_strides(arr, nd, a.s[FL_EW_X])
-        a.in_[FL_EW_X] = cnp.PyArray_DATA(arr)
+    for k, arr_ in ((FL_EW_T, t), (FL_EW_W, w), (FL_EW_X, x)):
+        if arr_ is None:
+            continue
+        arr = arr_
+        if cnp.PyArray_NDIM(arr) != nd:
+            raise ValueError("internal: operands of different ranks")
+        for q in range(nd):
+            if cnp.PyArray_DIMS(arr)[q] != cnp.PyArray_DIMS(p)[q]:
+                raise ValueError("internal: operands of different shapes")
+        a.type[k] = _operand_type(arr)
+        _element_strides(arr, nd, a.s[k])
+        a.in_[k] = cnp.PyArray_DATA(arr)
     a.val = _data_or_null(val)
     a.grad[0] = _data_or_null(grad)
     a.hess[0] = _data_or_null(hess)
@@ -405,12 +467,88 @@ cdef object _S_NONE = "none"
 
 
 cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b) noexcept:
-    """Whether two C-contiguous arrays share bytes."""
+    """Whether the byte ranges that a (C-contiguous) and b (any strides)
+    span intersect."""
     cdef char *a0 = <char *>cnp.PyArray_DATA(a)
-    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
     cdef char *a1 = a0 + cnp.PyArray_NBYTES(a)
-    cdef char *b1 = b0 + cnp.PyArray_NBYTES(b)
+    cdef char *b0 = <char *>cnp.PyArray_DATA(b)
+    cdef char *b1 = b0 + cnp.PyArray_ITEMSIZE(b)
+    cdef int k
+    cdef cnp.npy_intp st, ext
+    for k in range(cnp.PyArray_NDIM(b)):
+        if cnp.PyArray_DIMS(b)[k] == 0:
+            return False
+        st = cnp.PyArray_STRIDES(b)[k]
+        ext = st * (cnp.PyArray_DIMS(b)[k] - 1)
+        if ext < 0:
+            b0 += ext
+        else:
+            b1 += ext
     return a0 < b1 and b0 < a1
+
+
+cdef inline bint _strides_ok(cnp.ndarray a) noexcept:
+    """Every stride a whole number of elements (aligned arrays almost always
+    are; the drivers count strides in elements)."""
+    cdef int k
+    cdef cnp.npy_intp isz = cnp.PyArray_ITEMSIZE(a)
+    for k in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_STRIDES(a)[k] % isz:
+            return False
+    return True
+
+
+cdef object _dlpack_array(object x):
+    """A CPU tensor (torch, JAX) as an ndarray without a copy, or None (the
+    generic path then reads it, or says why it cannot)."""
+    if not hasattr(x, "__dlpack__") or getattr(x, "requires_grad", False):
+        return None
+    try:
+        dev = x.__dlpack_device__()
+        if int(dev[0]) != 1:
+            return None
+        return np.from_dlpack(x)
+    except Exception:
+        return None
+
+
+cdef object _fast_operand(object x, cnp.ndarray p, fl_ew_args *a, int k, double *scalar):
+    """An operand of the fast path in slot k of a: an array of p's shape or
+    0-d (any real dtype the driver converts, any strides) or a Python
+    number (stored in *scalar); returns the array (None for a number) or
+    _MISS."""
+    cdef cnp.ndarray t
+    cdef int nd = cnp.PyArray_NDIM(p), q, e
+    if type(x) is float or (type(x) is int and -9007199254740992 <= x <= 9007199254740992):
+        scalar[0] = <double>x
+        a.in_[k] = scalar
+        a.type[k] = FL_E_F64
+        for q in range(nd):
+            a.s[k][q] = 0
+        return None
+    if type(x) is cnp.ndarray:
+        t = <cnp.ndarray>x
+    else:
+        t = _dlpack_array(x)
+        if t is None:
+            return _MISS
+    e = _elem_type(cnp.PyArray_TYPE(t))
+    if e < 0 or not cnp.PyArray_ISALIGNED(t) or not cnp.PyArray_ISNOTSWAPPED(t) \
+            or not _strides_ok(t):
+        return _MISS
+    if cnp.PyArray_NDIM(t) == 0:
+        for q in range(nd):
+            a.s[k][q] = 0
+    else:
+        if cnp.PyArray_NDIM(t) != nd:
+            return _MISS
+        for q in range(nd):
+            if cnp.PyArray_DIMS(t)[q] != cnp.PyArray_DIMS(p)[q]:
+                return _MISS
+        _element_strides(t, nd, a.s[k])
+    a.in_[k] = cnp.PyArray_DATA(t)
+    a.type[k] = e
+    return t
 
 
 cdef class Loss:
@@ -555,11 +693,12 @@ cdef class Loss:
         return _slow_path(self, GRAD_AND_HESSIAN, args, kwargs)
 
     cdef object _fast_kwargs(self, dict kwargs, int *reduction, int *nthreads,
-                             bint *has_params):
+                             bint *has_params, PyObject **sw):
         """The keyword arguments of both fast paths: sets *reduction (0 mean,
         1 sum, 2 none), *nthreads, *has_params (a loss parameter was given;
-        the caller checks it) and returns out= (None if not given), or _MISS
-        when the call needs the generic path (which reports any error)."""
+        the caller checks it), *sw (sample_weight, borrowed from kwargs, or
+        NULL) and returns out= (None if not given), or _MISS when the call
+        needs the generic path (which reports any error)."""
         cdef object out = None
         cdef PyObject *pk
         cdef PyObject *pv
@@ -567,6 +706,7 @@ cdef class Loss:
         reduction[0] = 0
         nthreads[0] = 0
         has_params[0] = False
+        sw[0] = NULL
         if not kwargs:
             return None
         while PyDict_Next(kwargs, &pos, &pk, &pv):
@@ -590,7 +730,10 @@ cdef class Loss:
                     nthreads[0] = v
                 else:
                     return _MISS
-            elif key == _S_SW or key == _S_AX or key == _S_WRT or key == _S_COT:
+            elif key == _S_SW:
+                if v is not None:
+                    sw[0] = pv
+            elif key == _S_AX or key == _S_WRT or key == _S_COT:
                 if v is not None:
                     return _MISS
             elif key in self.param_names:
@@ -602,44 +745,67 @@ cdef class Loss:
     cdef object _fast(self, int method, object y_pred, object y_true, dict kwargs):
         """The trainer's call without Python-level machinery, or _MISS.
 
-        Taken when y_pred and y_true are C-contiguous aligned native
-        float32/float64 ndarrays of one dtype and shape with at least one
-        element, no weights or axis, and ``out`` (if any) is a fitting
-        buffer that overlaps neither input.  Anything else -- including
-        every error -- goes to the generic path, which checks and reports."""
-        if type(y_pred) is not cnp.ndarray or type(y_true) is not cnp.ndarray:
-            return _MISS
+        Taken when y_pred is an aligned native float32/float64 array (any
+        strides; a CPU tensor through DLPack) with at least one element,
+        y_true and sample_weight (if any) arrays of y_pred's shape or 0-d
+        (any real dtype, any strides: the driver converts as it reads) or
+        Python numbers, no axis / wrt / cotangent / array parameters, and
+        ``out`` (if any) a fitting C-contiguous buffer that overlaps no
+        input.  Anything else -- including every error -- goes to the
+        generic path, which checks and reports."""
         if self.cls_kernel >= 0:
+            if type(y_pred) is not cnp.ndarray or type(y_true) is not cnp.ndarray:
+                return _MISS
             return self._fast_cls(method, <cnp.ndarray>y_pred, <cnp.ndarray>y_true, kwargs)
         if self.kernel < 0:
             return _MISS
-        cdef cnp.ndarray p = <cnp.ndarray>y_pred
-        cdef cnp.ndarray t = <cnp.ndarray>y_true
+        cdef cnp.ndarray p
+        if type(y_pred) is cnp.ndarray:
+            p = <cnp.ndarray>y_pred
+        else:
+            p = _dlpack_array(y_pred)
+            if p is None:
+                return _MISS
         cdef int tn = cnp.PyArray_TYPE(p)
-        if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or cnp.PyArray_TYPE(t) != tn:
-            return _MISS
-        if not (cnp.PyArray_ISCARRAY_RO(p) and cnp.PyArray_ISCARRAY_RO(t)
-                and cnp.PyArray_ISNOTSWAPPED(p) and cnp.PyArray_ISNOTSWAPPED(t)):
+        if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or not (
+                cnp.PyArray_ISALIGNED(p) and cnp.PyArray_ISNOTSWAPPED(p)):
             return _MISS
         cdef int nd = cnp.PyArray_NDIM(p), k
-        if cnp.PyArray_NDIM(t) != nd:
+        if nd > FL_MAXDIM or not _strides_ok(p):
             return _MISS
         cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(p)
-        cdef cnp.npy_intp *tdims = cnp.PyArray_DIMS(t)
-        for k in range(nd):
-            if dims[k] != tdims[k]:
-                return _MISS
         cdef fl_idx n = cnp.PyArray_SIZE(p)
         if n == 0:
+            return _MISS
+        cdef int own = FL_E_F32 if tn == cnp.NPY_FLOAT else FL_E_F64
+        cdef double tscalar = 0.0, wscalar = 0.0
+        cdef fl_ew_args a
+        memset(&a, 0, sizeof(a))
+        a.ndim = nd
+        for k in range(nd):
+            a.shape[k] = dims[k]
+        _element_strides(p, nd, a.s[FL_EW_P])
+        a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
+        # y_true: an array of y_pred's shape or 0-d, or a Python number
+        cdef object t = _fast_operand(y_true, p, &a, FL_EW_T, &tscalar)
+        if t is _MISS:
             return _MISS
 
         cdef int reduction = 0           # 0 mean, 1 sum, 2 none
         cdef int nthreads = 0
         cdef bint has_params = False
+        cdef PyObject *swp = NULL
         cdef fl_params prm = self.dparams32 if tn == cnp.NPY_FLOAT else self.dparams64
-        cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params)
+        cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params, &swp)
         if out is _MISS:
             return _MISS
+        cdef object w = None
+        if swp != NULL:
+            if type(<object>swp) is not cnp.ndarray:
+                return _MISS
+            w = _fast_operand(<object>swp, p, &a, FL_EW_W, &wscalar)
+            if w is _MISS:
+                return _MISS
         if has_params:
             # raises on a bad value, as the generic path does
             packed = self.pack_params({**self.bound, **kwargs} if self.bound else kwargs,
@@ -659,12 +825,69 @@ cdef class Loss:
             for k in range(nd):
                 if cnp.PyArray_DIMS(o)[k] != dims[k]:
                     return _MISS
-            if _overlaps(o, p) or _overlaps(o, t):
+            if _overlaps(o, p) or (t is not None and _overlaps(o, <cnp.ndarray>t)) or (
+                    w is not None and _overlaps(o, <cnp.ndarray>w)):
                 return _MISS
 
         cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
+        # the merged layout: contiguous same-type operands become one row
+        _coalesce(&a, 4)
+        cdef bint plain = (a.ndim == 1 and a.s[FL_EW_P][0] == 1 and a.s[FL_EW_T][0] == 1
+                           and a.type[FL_EW_T] == own and a.in_[FL_EW_W] == NULL)
+        # data checks, before anything is written; a failure (or a layout
+        # the checks do not walk) goes to the generic path, which reports
+        cdef int bad, e
+        cdef cnp.ndarray vals
+        cdef const void *cp
+        cdef fl_idx cs
+        for chk in self.checks:
+            k = FL_EW_P if chk[0] == 0 else FL_EW_T
+            if a.ndim != 1 and a.s[k][a.ndim - 1] != 0:
+                return _MISS
+            cp = a.in_[k]
+            cs = a.s[k][0] if a.ndim == 1 else 0
+            e = own if k == FL_EW_P else a.type[k]
+            if chk[5] is not None:    # a finite set of allowed values
+                vals = <cnp.ndarray>chk[5]
+                if e == own and cs == 1:
+                    bad = (fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                        <int>cnp.PyArray_SIZE(vals)) if dt == FL_F32 else
+                           fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                        <int>cnp.PyArray_SIZE(vals)))
+                else:
+                    bad = fl_outside_typed(cp, e, n if cs else 1, cs, 0.0, 0.0, 0, 0,
+                                           <const double *>cnp.PyArray_DATA(vals),
+                                           <int>cnp.PyArray_SIZE(vals))
+            elif e == own and cs == 1:
+                bad = (fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
+                       if dt == FL_F32 else
+                       fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4]))
+            else:
+                bad = fl_outside_typed(cp, e, n if cs else 1, cs, chk[1], chk[2], chk[3], chk[4],
+                                       NULL, 0)
+            if bad:
+                return _MISS
+
+        # the mean's denominator
+        cdef double wsum = <double>n, inv
+        if w is not None and reduction == 0:
+            if a.ndim != 1:
+                return _MISS
+            if a.s[FL_EW_W][0] == 0:       # one weight for every element
+                wsum = fl_sum_typed(a.in_[FL_EW_W], a.type[FL_EW_W], 1, 0) * <double>n
+            else:
+                wsum = fl_sum_typed(a.in_[FL_EW_W], a.type[FL_EW_W], n, a.s[FL_EW_W][0])
+            inv = 1.0 / wsum
+            # a zero, tiny or non-finite total weight: the generic path
+            # (mean_scale's rescaling, the empty-mean warning)
+            if not (wsum == wsum and inv == inv and inv != 0.0
+                    and fabs(inv) >= (FLT_MIN if dt == FL_F32 else DBL_MIN)
+                    and fabs(inv) <= (FLT_MAX if dt == FL_F32 else DBL_MAX)
+                    and fabs(wsum) <= DBL_MAX):
+                return _MISS
+
         cdef int mode
-        cdef double scale = 1.0 / <double>n if reduction == 0 else 1.0
+        cdef double scale = 1.0 / wsum if reduction == 0 else 1.0
         cdef object val = None
         cdef object deriv = None
         if method == VALUE:
@@ -686,9 +909,8 @@ cdef class Loss:
             deriv2 = cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
         cdef int kern = self.kernel
-        cdef double s = 0.0
+        cdef double sm = 0.0
         cdef float sf
-        cdef void *cp
         cdef void *vp = cnp.PyArray_DATA(<cnp.ndarray>val) if val is not None else NULL
         cdef void *gp = NULL
         cdef void *hp = NULL
@@ -700,65 +922,33 @@ cdef class Loss:
         if deriv2 is not None:
             hp = cnp.PyArray_DATA(<cnp.ndarray>deriv2)
         nthreads = _thread_arg(nthreads)
-        cdef int bad
         cdef int done = 0
-        cdef cnp.ndarray vals
-        if self.sign_labels:
+        if self.sign_labels and plain:
             # the label check and the kernel in one: the check packs the
             # labels into bits that the kernel reads (sign_labels.c)
-            cp = cnp.PyArray_DATA(t)
+            cp = a.in_[FL_EW_T]
             if n >= 16384:
                 with nogil:
-                    bad = fl_ew_run_signs(dt, kern, mode, cnp.PyArray_DATA(p), cp, n, scale,
-                                          vp, gp, hp, out is not None, nthreads, &s)
+                    bad = fl_ew_run_signs(dt, kern, mode, a.in_[FL_EW_P], cp, n, scale,
+                                          vp, gp, hp, out is not None, nthreads, &sm)
             else:
-                bad = fl_ew_run_signs(dt, kern, mode, cnp.PyArray_DATA(p), cp, n, scale,
-                                      vp, gp, hp, out is not None, nthreads, &s)
+                bad = fl_ew_run_signs(dt, kern, mode, a.in_[FL_EW_P], cp, n, scale,
+                                      vp, gp, hp, out is not None, nthreads, &sm)
             if bad == 1:
                 return _MISS          # the generic path reports the label (or runs NaN labels)
             done = bad == 0
-        if not done:
-            for chk in self.checks:   # data checks; a failure is reported by the generic path
-                cp = cnp.PyArray_DATA(p) if chk[0] == 0 else cnp.PyArray_DATA(t)
-                if chk[5] is not None:    # a finite set of allowed values
-                    vals = <cnp.ndarray>chk[5]
-                    if dt == FL_F32:
-                        bad = fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
-                                           <int>cnp.PyArray_SIZE(vals))
-                    else:
-                        bad = fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
-                                           <int>cnp.PyArray_SIZE(vals))
-                elif dt == FL_F32:
-                    bad = fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
-                else:
-                    bad = fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4])
-                if bad:
-                    return _MISS
 
-        cdef fl_ew_args a
         if not done:
-            a.ndim = 1
-            a.shape[0] = n
-            a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
-            a.s[FL_EW_P][0] = 1
-            a.in_[FL_EW_T] = cnp.PyArray_DATA(t)
-            a.s[FL_EW_T][0] = 1
-            a.in_[FL_EW_W] = NULL
-            a.in_[FL_EW_X] = NULL
-            a.s[FL_EW_W][0] = 0
-            a.s[FL_EW_X][0] = 0
             a.val = vp
             a.grad[0] = gp
             a.hess[0] = hp
-            a.grad[1] = NULL
-            a.hess[1] = NULL
             a.scale = scale
             a.stream = out is not None
             if n >= 16384:
                 with nogil:
-                    s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
+                    sm = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
             else:
-                s = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
+                sm = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
 
         if method == GRAD or method == HESSIAN:
             return deriv
@@ -768,12 +958,12 @@ cdef class Loss:
             value = val
         else:
             if reduction == 0:
-                s = s / <double>n
+                sm = sm / wsum
             if dt == FL_F32:
-                sf = <float>s
+                sf = <float>sm
                 value = PyArray_Scalar(&sf, <void *>cnp.PyArray_DESCR(p), None)
             else:
-                value = PyArray_Scalar(&s, <void *>cnp.PyArray_DESCR(p), None)
+                value = PyArray_Scalar(&sm, <void *>cnp.PyArray_DESCR(p), None)
         if method == VALUE:
             return value
         return (value, deriv)
@@ -802,8 +992,9 @@ cdef class Loss:
         cdef int reduction = 0
         cdef int nthreads = 0
         cdef bint has_params = False
-        cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params)
-        if out is _MISS:
+        cdef PyObject *swp = NULL
+        cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params, &swp)
+        if out is _MISS or swp != NULL:
             return _MISS
         if has_params:
             # only the defaults run here: a parameter given as None where None

@@ -49,6 +49,10 @@ static inline void fl_stream_fence(void)
 #endif
 }
 
+/* each instantiation's own element type (SFX(FL_E_SELF)) */
+#define FL_E_SELF_f64 FL_E_F64
+#define FL_E_SELF_f32 FL_E_F32
+
 #define T double
 #define SFX(n) n##_f64
 #define VM(fn) fl_##fn

@@ -170,6 +170,43 @@ static inline const T *SFX(gather)(const T *src, fl_idx s, fl_idx n, T *buf)
     return buf;
 }
 
+/* n elements of type `type` at stride s, converted to T in buf (as NumPy's
+ * astype rounds: to nearest).  A broadcast operand (s == 0) is converted
+ * once; contiguous ones by a vectorized loop (cloned per ISA as the
+ * kernels are). */
+#define EW_CONVERT(CT)                                                          \
+    {                                                                           \
+        const CT *FL_RESTRICT q = (const CT *)src;                              \
+        if (s == 0) {                                                           \
+            const T v = (T)q[0];                                                \
+            for (fl_idx i = 0; i < n; i++) buf[i] = v;                          \
+        } else if (s == 1) {                                                    \
+            _Pragma("omp simd")                                                 \
+            for (fl_idx i = 0; i < n; i++) buf[i] = (T)q[i];                    \
+        } else {                                                                \
+            for (fl_idx i = 0; i < n; i++) buf[i] = (T)q[i * s];                \
+        }                                                                       \
+        return buf;                                                             \
+    }
+static FL_CLONES const T *SFX(load)(const char *src, int type, fl_idx s, fl_idx n,
+                                    T *FL_RESTRICT buf)
+{
+    switch (type) {
+    case FL_E_F32: EW_CONVERT(float)
+    case FL_E_F64: EW_CONVERT(double)
+    case FL_E_I8:  EW_CONVERT(int8_t)
+    case FL_E_I16: EW_CONVERT(int16_t)
+    case FL_E_I32: EW_CONVERT(int32_t)
+    case FL_E_I64: EW_CONVERT(int64_t)
+    case FL_E_U8:  EW_CONVERT(uint8_t)
+    case FL_E_U16: EW_CONVERT(uint16_t)
+    case FL_E_U32: EW_CONVERT(uint32_t)
+    case FL_E_U64: EW_CONVERT(uint64_t)
+    default: return SFX(gather)((const T *)src, s, n, buf);
+    }
+}
+#undef EW_CONVERT
+
 /* Streamed calls compute this many elements into a stack buffer, then copy
  * them to the output by streaming stores. */
 #define EW_STREAM EW_GATHER
@@ -183,13 +220,21 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
                             const fl_ew_args *a, fl_idx start, fl_idx end, int stream)
 {
     const int nd_ = a->ndim, last = nd_ - 1;
-    const T *P = (const T *)a->in[FL_EW_P], *Tt = (const T *)a->in[FL_EW_T];
-    const T *W = (const T *)a->in[FL_EW_W], *X = (const T *)a->in[FL_EW_X];
+    /* operands as bytes with their element sizes; an operand of the
+     * compute type is read in place where contiguous, any other is
+     * converted block by block (SFX(load)) */
+    const char *base[FL_EW_NOPS];
+    size_t esz[FL_EW_NOPS];
+    int typ[FL_EW_NOPS];
+    for (int k = 0; k < FL_EW_NOPS; k++) {
+        base[k] = (const char *)a->in[k];
+        typ[k] = a->type[k] == SFX(FL_E_SELF) ? FL_E_OWN : a->type[k];
+        esz[k] = typ[k] == FL_E_OWN ? sizeof(T) : fl_elem_size(typ[k]);
+    }
+    const int has_w = base[FL_EW_W] != NULL, has_x = base[FL_EW_X] != NULL;
     T *V = (T *)a->val;
     T *G = (T *)a->grad[0], *H = (T *)a->hess[0];
     T *G1 = (T *)a->grad[1], *H1 = (T *)a->hess[1];
-    const fl_idx *sp = a->s[FL_EW_P], *st = a->s[FL_EW_T];
-    const fl_idx *sw = a->s[FL_EW_W], *sx = a->s[FL_EW_X];
     fl_idx idx[FL_MAXDIM];
     fl_idx rem = start;
     for (int k = last; k >= 0; k--) {           /* unravel start */
@@ -198,26 +243,29 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
         rem /= s;
     }
     T bp[EW_GATHER], bt[EW_GATHER], bw[EW_GATHER], bx[EW_GATHER];
+    T *bufs[FL_EW_NOPS];
+    bufs[FL_EW_P] = bp; bufs[FL_EW_T] = bt; bufs[FL_EW_X] = bx; bufs[FL_EW_W] = bw;
     /* scratch for unwanted derivative outputs (nd == 2 and a wrt subset) */
     T scr_g[EW_GATHER], scr_h[EW_GATHER];
     const int want_g = (mode & FL_GRAD) != 0, want_h = (mode & FL_HESS) != 0;
     double acc = 0.0;
     fl_idx pos = start;
     while (pos < end) {
-        fl_idx op = 0, ot = 0, ow = 0, ox = 0;
-        for (int k = 0; k < last; k++) {
-            op += idx[k] * sp[k]; ot += idx[k] * st[k];
-            ow += idx[k] * sw[k]; ox += idx[k] * sx[k];
-        }
+        const char *row[FL_EW_NOPS];
+        fl_idx inner[FL_EW_NOPS];
+        int contiguous = 1;
         fl_idx j = idx[last];
+        for (int k = 0; k < FL_EW_NOPS; k++) {
+            row[k] = NULL;
+            inner[k] = a->s[k][last];
+            if (!base[k]) continue;
+            fl_idx off = j * inner[k];
+            for (int q = 0; q < last; q++) off += idx[q] * a->s[k][q];
+            row[k] = base[k] + off * (fl_idx)esz[k];
+            contiguous &= inner[k] == 1 && typ[k] == FL_E_OWN;
+        }
         fl_idx len = a->shape[last] - j;
         if (len > end - pos) len = end - pos;
-        const fl_idx isp = sp[last], ist = st[last];
-        const fl_idx isw = sw[last], isx = sx[last];
-        const T *pr = P + op + j * isp, *tr = Tt + ot + j * ist;
-        const T *wr = W ? W + ow + j * isw : NULL;
-        const T *xr = X ? X + ox + j * isx : NULL;
-        int contiguous = isp == 1 && ist == 1 && (!W || isw == 1) && (!X || isx == 1);
         SFX(blk) b;
         b.scale = (T)a->scale;
         b.prm = prm;
@@ -227,15 +275,15 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
         for (fl_idx o = 0; o < len; o += step) {
             fl_idx m = len - o < step ? len - o : step;
             b.n = m;
-            if (contiguous) {
-                b.p = pr + o; b.t = tr + o;
-                b.w = wr ? wr + o : NULL; b.x = xr ? xr + o : NULL;
-            } else {
-                b.p = SFX(gather)(pr + o * isp, isp, m, bp);
-                b.t = SFX(gather)(tr + o * ist, ist, m, bt);
-                b.w = W ? SFX(gather)(wr + o * isw, isw, m, bw) : NULL;
-                b.x = X ? SFX(gather)(xr + o * isx, isx, m, bx) : NULL;
+            const T *in_[FL_EW_NOPS] = { NULL, NULL, NULL, NULL };
+            for (int k = 0; k < FL_EW_NOPS; k++) {
+                if (!row[k]) continue;
+                const char *src = row[k] + o * inner[k] * (fl_idx)esz[k];
+                in_[k] = contiguous ? (const T *)src
+                                    : SFX(load)(src, typ[k], inner[k], m, bufs[k]);
             }
+            b.p = in_[FL_EW_P]; b.t = in_[FL_EW_T];
+            b.w = has_w ? in_[FL_EW_W] : NULL; b.x = has_x ? in_[FL_EW_X] : NULL;
             if (stream) {
                 b.v = NULL;
                 b.g = G ? sbuf : NULL;
@@ -249,7 +297,7 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
                 b.g1 = G1 ? G1 + at : (want_g && nd == 2 ? scr_g : NULL);
                 b.h1 = H1 ? H1 + at : (want_h && nd == 2 ? scr_h : NULL);
             }
-            acc += fn(&b, mode, W != NULL);
+            acc += fn(&b, mode, has_w);
             if (stream) SFX(fl_stream_copy)(dst + o, sbuf, m);
         }
         pos += len;

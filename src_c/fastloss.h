@@ -74,6 +74,16 @@ enum fl_mode {
 
 /* The operands of an elementwise call: up to three inputs and the weight. */
 enum { FL_EW_P = 0, FL_EW_T = 1, FL_EW_X = 2, FL_EW_W = 3, FL_EW_NOPS = 4 };
+
+/* Element types of operands that the driver converts to the compute type
+ * as it reads them (in blocks that stay in L1: a float64 target of a
+ * float32 call, integer labels, bool masks cost no pass of their own).
+ * FL_E_OWN (0): the compute type itself. */
+enum fl_elem {
+    FL_E_OWN = 0, FL_E_F32, FL_E_F64, FL_E_I8, FL_E_I16, FL_E_I32, FL_E_I64,
+    FL_E_U8, FL_E_U16, FL_E_U32, FL_E_U64, FL_E_NTYPES
+};
+size_t fl_elem_size(int type);    /* bytes; 0 for FL_E_OWN or an unknown type */
 #define FL_EW_MAXD 2               /* derivative outputs of one kind */
 
 /* An elementwise call.  All operands share one shape (already broadcast by
@@ -85,6 +95,8 @@ typedef struct {
     fl_idx shape[FL_MAXDIM];
     const void *in[FL_EW_NOPS];     /* y_pred, y_true, third input, weight */
     fl_idx s[FL_EW_NOPS][FL_MAXDIM];/* their strides, in elements          */
+    int type[FL_EW_NOPS];           /* their element types (fl_elem); y_pred
+                                     * is always of the compute type      */
     void *val;                      /* C-contiguous or NULL                */
     void *grad[FL_EW_MAXD];         /* derivative k, C-contiguous or NULL  */
     void *hess[FL_EW_MAXD];
@@ -170,6 +182,14 @@ int fl_ew_run_signs(int dtype, int kernel, int mode, const void *p, const void *
                     fl_idx n, double scale, void *val, void *grad, void *hess,
                     int reused, int nthreads, double *sum);
 
+/* 1 if any of n values at stride s (elements) of element type `type`
+ * lies outside [lo, hi] (open ends when lo_open / hi_open), or, with
+ * nvals > 0, is neither NaN nor one of vals[0..nvals) (1 <= nvals <= 4);
+ * NaN passes.  Values are compared in double (exact for every type). */
+int fl_outside_typed(const void *v, int type, fl_idx n, fl_idx s, double lo, double hi,
+                     int lo_open, int hi_open, const double *vals, int nvals);
+/* sum of n values at stride s of element type `type`, in double */
+double fl_sum_typed(const void *v, int type, fl_idx n, fl_idx s);
 /* 1 if any of n contiguous values lies outside [lo, hi] (NaN passes). */
 int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);
 int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open);

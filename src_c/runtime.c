@@ -257,3 +257,77 @@ RANGE_CHECK(double, fl_outside_f64)
 
 SET_CHECK(float, fl_notin_f32)
 SET_CHECK(double, fl_notin_f64)
+
+size_t fl_elem_size(int type)
+{
+    static const size_t size[FL_E_NTYPES] = { 0, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8 };
+    return type > 0 && type < FL_E_NTYPES ? size[type] : 0;
+}
+
+/* Data checks on operands of any element type (fl_outside_typed in
+ * fastloss.h): the fast path's checks of targets that are not of the
+ * compute type (integer labels, float64 targets of a float32 call). */
+#define TYPED_CHECK(CT)                                                       \
+    {                                                                         \
+        const CT *q = (const CT *)v;                                          \
+        for (fl_idx i = 0; i < n; i++) {                                      \
+            double x = (double)q[i * s];                                      \
+            if (x != x) continue;                                             \
+            if (nvals > 0) {                                                  \
+                int in = 0;                                                   \
+                for (int k = 0; k < nvals; k++) in |= x == vals[k];           \
+                if (!in) return 1;                                            \
+            } else if ((lo_open ? x <= lo : x < lo) || (hi_open ? x >= hi : x > hi)) { \
+                return 1;                                                     \
+            }                                                                 \
+        }                                                                     \
+        return 0;                                                             \
+    }
+
+int fl_outside_typed(const void *v, int type, fl_idx n, fl_idx s, double lo, double hi,
+                     int lo_open, int hi_open, const double *vals, int nvals)
+{
+    if (nvals < 0 || nvals > 4) return -1;
+    switch (type) {
+    case FL_E_F32: TYPED_CHECK(float)
+    case FL_E_F64: TYPED_CHECK(double)
+    case FL_E_I8:  TYPED_CHECK(int8_t)
+    case FL_E_I16: TYPED_CHECK(int16_t)
+    case FL_E_I32: TYPED_CHECK(int32_t)
+    case FL_E_I64: TYPED_CHECK(int64_t)
+    case FL_E_U8:  TYPED_CHECK(uint8_t)
+    case FL_E_U16: TYPED_CHECK(uint16_t)
+    case FL_E_U32: TYPED_CHECK(uint32_t)
+    case FL_E_U64: TYPED_CHECK(uint64_t)
+    default: return -1;
+    }
+}
+#undef TYPED_CHECK
+
+/* sum of n values at stride s of element type `type`, in double (the fast
+ * path's total sample weight) */
+#define TYPED_SUM(CT)                                                         \
+    {                                                                         \
+        const CT *q = (const CT *)v;                                          \
+        double acc = 0.0;                                                     \
+        for (fl_idx i = 0; i < n; i++) acc += (double)q[i * s];               \
+        return acc;                                                           \
+    }
+
+double fl_sum_typed(const void *v, int type, fl_idx n, fl_idx s)
+{
+    switch (type) {
+    case FL_E_F32: TYPED_SUM(float)
+    case FL_E_F64: TYPED_SUM(double)
+    case FL_E_I8:  TYPED_SUM(int8_t)
+    case FL_E_I16: TYPED_SUM(int16_t)
+    case FL_E_I32: TYPED_SUM(int32_t)
+    case FL_E_I64: TYPED_SUM(int64_t)
+    case FL_E_U8:  TYPED_SUM(uint8_t)
+    case FL_E_U16: TYPED_SUM(uint16_t)
+    case FL_E_U32: TYPED_SUM(uint32_t)
+    case FL_E_U64: TYPED_SUM(uint64_t)
+    default: return 0.0;
+    }
+}
+#undef TYPED_SUM

@@ -21,12 +21,13 @@ def run(loss, call):
     shape = p.shape
     views, own = [p], [p]
     for name, x in zip(names[1:], call.inputs[1:]):
-        b, a = resolve_operand(where, name, x, cdt, shape)
+        b, a = resolve_operand(where, name, x, cdt, shape, keep=True)
         views.append(b)
         own.append(a)
     w = w0 = None
     if call.get("sample_weight") is not None:
-        w, w0 = resolve_operand(where, "sample_weight", call.get("sample_weight"), cdt, shape)
+        w, w0 = resolve_operand(where, "sample_weight", call.get("sample_weight"), cdt, shape,
+                                keep=True)
     params = spec.pack(call.kwargs, cdt)
     kernel = spec.kernel
     if spec.kernel_with_flag is not None:
@@ -36,7 +37,7 @@ def run(loss, call):
     x = views[2] if len(views) > 2 else None
     for ap in spec.array_params:
         if call.get(ap.name) is not None:
-            x, x0 = resolve_operand(where, ap.name, call.get(ap.name), cdt, shape)
+            x, x0 = resolve_operand(where, ap.name, call.get(ap.name), cdt, shape, keep=True)
             check_values(where, ap.name, x0, ap.domain, ap.doc or ap.name)
             kernel = spec.kernel_with_array
     nthreads = check_threads(where, call.get("n_threads"))
