@@ -867,14 +867,15 @@ cdef cnp.ndarray _row_operand(object a, int tn, int ndim, bint writable, str wha
     return arr
 
 
-def row_call(int kernel, int mode, tuple prm, list xs, object y, object sw,
+def row_call(int kernel, int mode, fl_idx n, tuple prm, list xs, object y, object sw,
              object val, list grads, double scale, int nthreads):
     """Run one row kernel (rows.h).
 
     kernel: a value of ROW_KERNELS; mode: MODE_SUM | MODE_VAL | MODE_GRAD
-    bits; prm: up to 4 floats (rows.h lists the slots); xs: the kernel's row
-    inputs, C-contiguous float32 or float64 arrays (one dtype for all) of
-    shape (n, D), or (1, D) for one row broadcast to every sample; y (labels,
+    bits; n: the number of samples (>= 0); prm: up to 4 floats (rows.h lists
+    the slots); xs: the kernel's row inputs, C-contiguous float32 or float64
+    arrays (one dtype for all) of shape (n, D), or (1, D) for one row
+    broadcast to every sample; y (labels,
     kernels that read them, else None) and sw (weights or None): 1-d of
     length n, or 1 (broadcast); val: None or a writable C-contiguous (n,)
     array (given exactly when mode has MODE_VAL); grads: one entry per row
@@ -884,7 +885,7 @@ def row_call(int kernel, int mode, tuple prm, list xs, object y, object sw,
     0.0."""
     cdef fl_row_args a
     cdef int k, nin, tn, dt
-    cdef fl_idx n = -1, D = -1, r
+    cdef fl_idx D = -1, r
     cdef cnp.ndarray arr, x0
     cdef list ins = [], outs = []
     cdef double res
@@ -900,6 +901,8 @@ def row_call(int kernel, int mode, tuple prm, list xs, object y, object sw,
         raise ValueError(f"row_call: {name} takes {nin} row inputs, got {len(xs)}")
     if len(grads) != nin:
         raise ValueError(f"row_call: {name} takes {nin} gradient slots, got {len(grads)}")
+    if n < 0:
+        raise ValueError(f"row_call: negative sample count {n}")
     memset(&a, 0, sizeof(a))
     for k in range(len(prm)):
         a.prm[k] = float(prm[k])
@@ -918,18 +921,15 @@ def row_call(int kernel, int mode, tuple prm, list xs, object y, object sw,
             D = cnp.PyArray_DIMS(arr)[1]
         elif cnp.PyArray_DIMS(arr)[1] != D:
             raise ValueError(f"row_call: row lengths differ: {[x.shape for x in xs]}")
-        if r != 1:
-            if n >= 0 and n != r:
-                raise ValueError(f"row_call: sample counts differ: {[x.shape for x in xs]}")
-            n = r
-    if n < 0:
-        n = 1
+        if r != 1 and r != n:
+            raise ValueError(f"row_call: row inputs {[x.shape for x in xs]} do not "
+                             f"have {n} or 1 rows")
     a.n = n
     a.D = D
     for k in range(nin):
         arr = ins[k]
         a.x[k] = cnp.PyArray_DATA(arr)
-        a.sx[k] = D if cnp.PyArray_DIMS(arr)[0] == n and n != 1 else 0
+        a.sx[k] = D if cnp.PyArray_DIMS(arr)[0] != 1 else 0
     # labels, weights: (n,) or (1,)
     if fl_row_kernel_labels(kernel):
         if y is None:
@@ -939,7 +939,7 @@ def row_call(int kernel, int mode, tuple prm, list xs, object y, object sw,
             raise ValueError(f"row_call: y has shape {(<object>arr).shape}, expected ({n},) or (1,)")
         ins.append(arr)
         a.y = cnp.PyArray_DATA(arr)
-        a.sy = 1 if cnp.PyArray_DIMS(arr)[0] == n and n != 1 else 0
+        a.sy = 1 if cnp.PyArray_DIMS(arr)[0] != 1 else 0
     elif y is not None:
         raise ValueError(f"row_call: {name} takes no labels")
     if sw is not None:
@@ -948,7 +948,7 @@ def row_call(int kernel, int mode, tuple prm, list xs, object y, object sw,
             raise ValueError(f"row_call: sw has shape {(<object>arr).shape}, expected ({n},) or (1,)")
         ins.append(arr)
         a.sw = cnp.PyArray_DATA(arr)
-        a.ssw = 1 if cnp.PyArray_DIMS(arr)[0] == n and n != 1 else 0
+        a.ssw = 1 if cnp.PyArray_DIMS(arr)[0] != 1 else 0
     # outputs
     if (val is not None) != bool(mode & FL_VAL):
         raise ValueError("row_call: val must be given exactly when mode has MODE_VAL")

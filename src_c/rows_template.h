@@ -56,16 +56,22 @@ static FL_CLONES void SFX(cos_grad1)(const T *FL_RESTRICT xs, const T *FL_RESTRI
         g[j] = (T)(A * (double)xo[j] + B * (double)xs[j]);
 }
 
-/* triplet, p = 2: ||a - p + eps||^2 and ||a - n + eps||^2 in one pass */
+/* triplet, p = 2.  The differences u = a - p + eps (v = a - n + eps,
+ * w = p - n + eps) and the gradient rows are computed in T (float32 as
+ * torch does: half the conversions, twice the lanes), the squared norms
+ * are accumulated in double. */
+
+/* ||a - p + eps||^2 and ||a - n + eps||^2 in one pass */
 static FL_CLONES void SFX(tri_sq2)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                    const T *FL_RESTRICT xn, fl_idx D, double eps,
                                    double *FL_RESTRICT out)
 {
+    const T e = (T)eps;
     double suu = 0.0, svv = 0.0;
 #pragma omp simd reduction(+:suu, svv)
     for (fl_idx j = 0; j < D; j++) {
-        double a = (double)xa[j];
-        double u = (a - (double)xp[j]) + eps, v = (a - (double)xn[j]) + eps;
+        T a = xa[j];
+        double u = (double)((a - xp[j]) + e), v = (double)((a - xn[j]) + e);
         suu += u * u;
         svv += v * v;
     }
@@ -77,11 +83,12 @@ static FL_CLONES void SFX(tri_sq3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT
                                    const T *FL_RESTRICT xn, fl_idx D, double eps,
                                    double *FL_RESTRICT out)
 {
+    const T e = (T)eps;
     double suu = 0.0, svv = 0.0, sww = 0.0;
 #pragma omp simd reduction(+:suu, svv, sww)
     for (fl_idx j = 0; j < D; j++) {
-        double a = (double)xa[j], p = (double)xp[j], n = (double)xn[j];
-        double u = (a - p) + eps, v = (a - n) + eps, w = (p - n) + eps;
+        T a = xa[j], p = xp[j], n = xn[j];
+        double u = (double)((a - p) + e), v = (double)((a - n) + e), w = (double)((p - n) + e);
         suu += u * u;
         svv += v * v;
         sww += w * w;
@@ -89,20 +96,21 @@ static FL_CLONES void SFX(tri_sq3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT
     out[0] = suu; out[1] = svv; out[2] = sww;
 }
 
-/* triplet, p = 2, all three gradient rows, no swap term:
+/* all three gradient rows, no swap term:
  * ga = cu u + cv v, gp = -cu u, gn = -cv v */
 static FL_CLONES void SFX(tri_grad3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                      const T *FL_RESTRICT xn, T *FL_RESTRICT ga,
                                      T *FL_RESTRICT gp, T *FL_RESTRICT gn, fl_idx D,
                                      double eps, double cu, double cv)
 {
+    const T e = (T)eps, ku = (T)cu, kv = (T)cv;
 #pragma omp simd
     for (fl_idx j = 0; j < D; j++) {
-        double a = (double)xa[j];
-        double u = cu * ((a - (double)xp[j]) + eps), v = cv * ((a - (double)xn[j]) + eps);
-        ga[j] = (T)(u + v);
-        gp[j] = (T)(-u);
-        gn[j] = (T)(-v);
+        T a = xa[j];
+        T u = ku * ((a - xp[j]) + e), v = kv * ((a - xn[j]) + e);
+        ga[j] = u + v;
+        gp[j] = -u;
+        gn[j] = -v;
     }
 }
 
@@ -113,25 +121,27 @@ static FL_CLONES void SFX(tri_grad3s)(const T *FL_RESTRICT xa, const T *FL_RESTR
                                       T *FL_RESTRICT gp, T *FL_RESTRICT gn, fl_idx D,
                                       double eps, double cu, double cv, double cw)
 {
+    const T e = (T)eps, ku = (T)cu, kv = (T)cv, kw = (T)cw;
 #pragma omp simd
     for (fl_idx j = 0; j < D; j++) {
-        double a = (double)xa[j], p = (double)xp[j], n = (double)xn[j];
-        double u = cu * ((a - p) + eps), v = cv * ((a - n) + eps), w = cw * ((p - n) + eps);
-        ga[j] = (T)(u + v);
-        gp[j] = (T)(w - u);
-        gn[j] = (T)(-v - w);
+        T a = xa[j], p = xp[j], n = xn[j];
+        T u = ku * ((a - p) + e), v = kv * ((a - n) + e), w = kw * ((p - n) + e);
+        ga[j] = u + v;
+        gp[j] = w - u;
+        gn[j] = -v - w;
     }
 }
 
 /* one gradient row (a subset was asked for): g = ku u + kv v + kw w */
 static FL_CLONES void SFX(tri_grad1)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                      const T *FL_RESTRICT xn, T *FL_RESTRICT g, fl_idx D,
-                                     double eps, double ku, double kv, double kw)
+                                     double eps, double cu, double cv, double cw)
 {
+    const T e = (T)eps, ku = (T)cu, kv = (T)cv, kw = (T)cw;
 #pragma omp simd
     for (fl_idx j = 0; j < D; j++) {
-        double a = (double)xa[j], p = (double)xp[j], n = (double)xn[j];
-        g[j] = (T)((ku * ((a - p) + eps) + kv * ((a - n) + eps)) + kw * ((p - n) + eps));
+        T a = xa[j], p = xp[j], n = xn[j];
+        g[j] = (ku * ((a - p) + e) + kv * ((a - n) + e)) + kw * ((p - n) + e);
     }
 }
 
