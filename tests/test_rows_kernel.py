@@ -146,6 +146,7 @@ def test_triplet_matches_torch(opt):
     a, p, ng = rand((n, D), seed=11), rand((n, D), seed=12), rand((n, D), seed=13)
     # swap ties: positive == anchor makes d(a, n) == d(p, n) exactly
     p[:20] = a[:20]
+    ng[:20] = a[:20] + 0.1 * ng[:20]     # (active: d(a, n) < margin)
     # and samples where the swap distance is the smaller one
     p[20:60] = ng[20:60] + 0.05 * p[20:60]
     s, val, g = run(TRI, [a, p, ng], prm=tri_prm(**opt))
@@ -273,8 +274,9 @@ def test_modes_and_gradient_subsets(mode, want, opt):
     n, D = 600, 21
     xs = [rand((n, D), seed=k) for k in range(3)]
     p = xs[1].copy()
-    p[:30] = xs[0][:30]                  # swap ties
+    p[:30] = xs[0][:30]                  # swap ties, active
     xs[1] = p
+    xs[2][:30] = xs[0][:30] + 0.1 * xs[2][:30]
     sf, vf, gf = run(TRI, xs, prm=tri_prm(**opt))
     s, v, g = run(TRI, xs, prm=tri_prm(**opt), mode=mode, want=want)
     assert s == (sf if mode & C.MODE_SUM else 0.0)
