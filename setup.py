@@ -29,6 +29,7 @@ C_SOURCES = [
     "src_c/ce_simd.c",
     "src_c/sign_labels.c",
     "src_c/runtime.c",
+    "src_c/rows.c",
 ]
 
 # No -ffast-math: it breaks the NaN/inf semantics fastloss promises.  errno

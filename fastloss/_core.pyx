@@ -501,8 +501,9 @@ cdef inline bint _strides_ok(cnp.ndarray a) noexcept:
 cdef object _dlpack_array(object x):
     """A CPU tensor (torch, JAX) as an ndarray without a copy, or None (the
     generic path then reads it, or says why it cannot)."""
-    if not hasattr(x, "__dlpack__") or getattr(x, "requires_grad", False):
-        return None
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__") or \
+            getattr(x, "requires_grad", False):
+        return None         # ndarray subclasses (masked arrays): the generic path
     try:
         dev = x.__dlpack_device__()
         if int(dev[0]) != 1:
@@ -1089,3 +1090,168 @@ def _get_loss(name):
 
 def _bind_loss(name, params):
     return _loss_lookup(name).bind(**params)
+
+
+# ---------------------------------------------------------------- rows
+
+cdef extern from "fastloss.h" nogil:
+    enum:
+        FL_ROW_NKERNELS
+        FL_ROW_MAXIN
+    ctypedef struct fl_row_args:
+        fl_idx n, D
+        const void *x[3]
+        fl_idx sx[3]
+        const void *y
+        fl_idx sy
+        const void *sw
+        fl_idx ssw
+        double prm[4]
+        void *val
+        void *grad[3]
+        double scale
+    double fl_row_run(int dtype, int kernel, int mode, const fl_row_args *a, int nthreads)
+    const char *fl_row_kernel_name(int k)
+    int fl_row_kernel_inputs(int k)
+    int fl_row_kernel_labels(int k)
+
+ROW_KERNELS = {fl_row_kernel_name(k).decode(): k for k in range(FL_ROW_NKERNELS)}
+# name -> (number of row inputs, whether it reads labels y)
+ROW_KERNEL_INFO = {fl_row_kernel_name(k).decode():
+                   (fl_row_kernel_inputs(k), bool(fl_row_kernel_labels(k)))
+                   for k in range(FL_ROW_NKERNELS)}
+
+
+cdef cnp.ndarray _row_operand(object a, int tn, int ndim, bint writable, str what):
+    """a as a C-contiguous, aligned ndarray of type tn and ndim dimensions
+    (no copy: anything else is an error)."""
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"row_call: {what} must be an ndarray, not {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != tn:
+        raise TypeError(f"row_call: {what} has dtype {(<object>arr).dtype}, expected "
+                        f"{'float32' if tn == cnp.NPY_FLOAT else 'float64'} (one dtype for all)")
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"row_call: {what} must have {ndim} dimension(s), has shape {(<object>arr).shape}")
+    if not (cnp.PyArray_ISCARRAY_RO(arr) if not writable else cnp.PyArray_ISCARRAY(arr)):
+        raise ValueError(f"row_call: {what} must be C-contiguous and aligned"
+                         + (" and writable" if writable else ""))
+    return arr
+
+
+def row_call(int kernel, int mode, fl_idx n, tuple prm, list xs, object y, object sw,
+             object val, list grads, double scale, int nthreads):
+    """Run one row kernel (rows.h).
+
+    kernel: a value of ROW_KERNELS; mode: MODE_SUM | MODE_VAL | MODE_GRAD
+    bits; n: the number of samples (>= 0); prm: up to 4 floats (rows.h lists
+    the slots); xs: the kernel's row inputs, C-contiguous float32 or float64
+    arrays (one dtype for all) of shape (n, D), or (1, D) for one row
+    broadcast to every sample; y (labels,
+    kernels that read them, else None) and sw (weights or None): 1-d of
+    length n, or 1 (broadcast); val: None or a writable C-contiguous (n,)
+    array (given exactly when mode has MODE_VAL); grads: one entry per row
+    input, None or a writable C-contiguous (n, D) array (at least one given
+    exactly when mode has MODE_GRAD).  Outputs must not overlap the inputs
+    or each other.  Returns sum_i sw_i * l_i when mode has MODE_SUM, else
+    0.0."""
+    cdef fl_row_args a
+    cdef int k, nin, tn, dt
+    cdef fl_idx D = -1, r
+    cdef cnp.ndarray arr, x0
+    cdef list ins = [], outs = []
+    cdef double res
+    if kernel < 0 or kernel >= FL_ROW_NKERNELS:
+        raise ValueError(f"row_call: unknown row kernel {kernel}")
+    name = fl_row_kernel_name(kernel).decode()
+    nin = fl_row_kernel_inputs(kernel)
+    if mode & ~(FL_SUM | FL_VAL | FL_GRAD) or mode == 0:
+        raise ValueError(f"row_call: bad mode {mode}")
+    if len(prm) > 4:
+        raise ValueError("row_call: at most 4 parameters")
+    if len(xs) != nin:
+        raise ValueError(f"row_call: {name} takes {nin} row inputs, got {len(xs)}")
+    if len(grads) != nin:
+        raise ValueError(f"row_call: {name} takes {nin} gradient slots, got {len(grads)}")
+    if n < 0:
+        raise ValueError(f"row_call: negative sample count {n}")
+    memset(&a, 0, sizeof(a))
+    for k in range(len(prm)):
+        a.prm[k] = float(prm[k])
+    if not isinstance(xs[0], cnp.ndarray):
+        raise TypeError(f"row_call: xs[0] must be an ndarray, not {type(xs[0]).__name__}")
+    tn = cnp.PyArray_TYPE(<cnp.ndarray>xs[0])
+    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+        raise TypeError(f"row_call: row inputs must be float32 or float64, not {xs[0].dtype}")
+    dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
+    # the row inputs: (n, D) or (1, D)
+    for k in range(nin):
+        arr = _row_operand(xs[k], tn, 2, False, f"xs[{k}]")
+        ins.append(arr)
+        r = cnp.PyArray_DIMS(arr)[0]
+        if D < 0:
+            D = cnp.PyArray_DIMS(arr)[1]
+        elif cnp.PyArray_DIMS(arr)[1] != D:
+            raise ValueError(f"row_call: row lengths differ: {[x.shape for x in xs]}")
+        if r != 1 and r != n:
+            raise ValueError(f"row_call: row inputs {[x.shape for x in xs]} do not "
+                             f"have {n} or 1 rows")
+    a.n = n
+    a.D = D
+    for k in range(nin):
+        arr = ins[k]
+        a.x[k] = cnp.PyArray_DATA(arr)
+        a.sx[k] = D if cnp.PyArray_DIMS(arr)[0] != 1 else 0
+    # labels, weights: (n,) or (1,)
+    if fl_row_kernel_labels(kernel):
+        if y is None:
+            raise ValueError(f"row_call: {name} needs labels y")
+        arr = _row_operand(y, tn, 1, False, "y")
+        if cnp.PyArray_DIMS(arr)[0] != n and cnp.PyArray_DIMS(arr)[0] != 1:
+            raise ValueError(f"row_call: y has shape {(<object>arr).shape}, expected ({n},) or (1,)")
+        ins.append(arr)
+        a.y = cnp.PyArray_DATA(arr)
+        a.sy = 1 if cnp.PyArray_DIMS(arr)[0] != 1 else 0
+    elif y is not None:
+        raise ValueError(f"row_call: {name} takes no labels")
+    if sw is not None:
+        arr = _row_operand(sw, tn, 1, False, "sw")
+        if cnp.PyArray_DIMS(arr)[0] != n and cnp.PyArray_DIMS(arr)[0] != 1:
+            raise ValueError(f"row_call: sw has shape {(<object>arr).shape}, expected ({n},) or (1,)")
+        ins.append(arr)
+        a.sw = cnp.PyArray_DATA(arr)
+        a.ssw = 1 if cnp.PyArray_DIMS(arr)[0] != 1 else 0
+    # outputs
+    if (val is not None) != bool(mode & FL_VAL):
+        raise ValueError("row_call: val must be given exactly when mode has MODE_VAL")
+    if val is not None:
+        arr = _row_operand(val, tn, 1, True, "val")
+        if cnp.PyArray_DIMS(arr)[0] != n:
+            raise ValueError(f"row_call: val has shape {(<object>arr).shape}, expected ({n},)")
+        outs.append(arr)
+        a.val = cnp.PyArray_DATA(arr)
+    for k in range(nin):
+        if grads[k] is None:
+            continue
+        arr = _row_operand(grads[k], tn, 2, True, f"grads[{k}]")
+        if cnp.PyArray_DIMS(arr)[0] != n or cnp.PyArray_DIMS(arr)[1] != D:
+            raise ValueError(f"row_call: grads[{k}] has shape {(<object>arr).shape}, expected ({n}, {D})")
+        outs.append(arr)
+        a.grad[k] = cnp.PyArray_DATA(arr)
+    if (len(outs) - (val is not None) > 0) != bool(mode & FL_GRAD):
+        raise ValueError("row_call: gradient arrays must be given exactly when mode has MODE_GRAD")
+    for k in range(len(outs)):
+        for arr in ins:
+            if _overlaps(<cnp.ndarray>outs[k], arr):
+                raise ValueError("row_call: an output overlaps an input")
+        for r in range(k):
+            if _overlaps(<cnp.ndarray>outs[k], <cnp.ndarray>outs[r]):
+                raise ValueError("row_call: two outputs overlap")
+    a.scale = scale
+    nthreads = _thread_arg(nthreads)
+    if n * D >= 16384:
+        with nogil:
+            res = fl_row_run(dt, kernel, mode, &a, nthreads)
+    else:
+        res = fl_row_run(dt, kernel, mode, &a, nthreads)
+    return res

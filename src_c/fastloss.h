@@ -203,4 +203,6 @@ int fl_notin_f64(const double *v, fl_idx n, const double *vals, int nvals);
 void fl_probe_f32(const float *a, const float *b, float *out, fl_idx n, int nthreads);
 void fl_probe_f64(const double *a, const double *b, double *out, fl_idx n, int nthreads);
 
+#include "rows.h"
+
 #endif

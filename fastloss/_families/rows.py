@@ -18,7 +18,7 @@ def _rows_of(a, shape):
     D = shape[-1]
     if a.ndim <= 1 or all(n == 1 for n in a.shape[:-1]):
         row = np.ascontiguousarray(np.broadcast_to(a, (D,)) if a.ndim else np.full(D, a))
-        return row, 0
+        return row.reshape(1, D), 0
     n = math.prod(shape[:-1])
     return np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(n, D), D
 
@@ -82,7 +82,7 @@ def run(loss, call):
         v = None if val is None else val.reshape(n)
         grads = [None if g is None or not mode & _core.MODE_GRAD else g.reshape(n, D)
                  for g in gbufs]
-        return _core.row_call(kid, mode, prm, xs, sxs, y, sw, v, grads, scale, nthreads)
+        return _core.row_call(kid, mode, n, prm, xs, y, sw, v, grads, scale, nthreads)
 
     plan = Plan(shape=sample_shape, weights=w, weights0=w0, kernel=kernel_call,
                 full_wsum=lambda: float(n) if w is None else

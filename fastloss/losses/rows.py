@@ -1,15 +1,11 @@
 """Row losses (SPEC section 8): vectors along the last axis; the leading
-axes are samples.  One C driver serves the family (src_c/rows.c)."""
+axes are samples.  One C driver serves the family (src_c/rows.c); the
+parameters fill the kernel's slots in the order declared here."""
+from .. import _reference_rows as RR
 from .._spec import DataCheck, Domain, LossSpec, Operand, Param, REAL
 from ._common import NONNEGATIVE, POSITIVE, SIGNS, normal, signs
 
 
-def _rows_reference(name):
-    def fn(*args, **kw):
-        from .. import _reference_rows
-        return getattr(_reference_rows, name + "_parts")(*args, **kw)
-    fn.__name__ = "_" + name
-    return fn
 
 
 def _torch_triplet(F, a, p, n, k, r="mean"):
@@ -50,7 +46,7 @@ DECLARATIONS = [
         params=(Param("margin", 0.0, Domain(-1.0, 1.0), doc="the margin, in [-1, 1]"),),
         checks=(DataCheck("y", SIGNS, "labels -1 or 1"),),
         has_hessian=False,
-        reference=_rows_reference("cosine_embedding"),
+        reference=RR.cosine_embedding_parts,
         sampler=dict(x1=normal(), x2=normal(), y=signs),
         peers=dict(
             torch=lambda F, x1, x2, y, k, r="mean": F.cosine_embedding_loss(
@@ -70,7 +66,7 @@ DECLARATIONS = [
                 Param("swap", False, REAL, boolean=True,
                       doc="use min(d(a, n), d(p, n)) (distance swap)")),
         has_hessian=False,
-        reference=_rows_reference("triplet_margin"),
+        reference=RR.triplet_margin_parts,
         sampler=dict(anchor=normal(), positive=normal(), negative=normal()),
         peers=dict(torch=_torch_triplet, jax=_jax_triplet)),
 ]

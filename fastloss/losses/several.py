@@ -26,6 +26,13 @@ def _jax_kl_div(J, p, t, k):
     return J.np.mean(J.np.where(t == 0, 0.0, t * (J.np.log(J.np.where(t == 0, 1.0, t)) - p)))
 
 
+def _torch_kl_div(F, p, t, k, r="mean"):
+    import warnings
+    with warnings.catch_warnings():     # torch's notice that "mean" is not batchmean
+        warnings.simplefilter("ignore", UserWarning)
+        return F.kl_div(p, t, reduction=r, log_target=k["log_target"])
+
+
 def _softmax_rows(rng, shape):
     z = rng.standard_normal(shape)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -65,8 +72,7 @@ DECLARATIONS = [
         sampler=dict(y_pred=lambda rng, shape: np.log(_softmax_rows(rng, shape)),
                      y_true=_softmax_rows),
         peers=dict(
-            torch=lambda F, p, t, k, r="mean": F.kl_div(p, t, reduction=r,
-                                                       log_target=k["log_target"]),
+            torch=_torch_kl_div,
             jax=_jax_kl_div)),
     LossSpec(
         name="margin_ranking", family="elementwise", kernel="margin_ranking",
