@@ -24,6 +24,8 @@ cnp.import_array()
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_Scalar(void *data, void *descr, object base)
+    enum:
+        NPY_HALF_ "NPY_HALF"
 
 cdef extern from "fastloss.h" nogil:
     ctypedef Py_ssize_t fl_idx
@@ -114,6 +116,10 @@ cdef extern from "fastloss.h" nogil:
     int fl_outside_typed(const void *v, int type, fl_idx n, fl_idx s, double lo, double hi,
                          int lo_open, int hi_open, const double *vals, int nvals)
     double fl_sum_typed(const void *v, int type, fl_idx n, fl_idx s)
+    fl_idx fl_labels_i64(const void *src, int type, fl_idx n, int64_t *dst)
+    ctypedef unsigned short uint16_t
+    void fl_f32_to_f16(const float *src, uint16_t *dst, fl_idx n)
+    void fl_f16_to_f32(const uint16_t *src, float *dst, fl_idx n)
     int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
     int fl_notin_f32(const float *v, fl_idx n, const double *vals, int nvals)
@@ -232,6 +238,41 @@ cdef int _elem_type(int tn) noexcept:
     if tn == cnp.NPY_UINT64 or tn == cnp.NPY_ULONGLONG:
         return FL_E_U64
     return -1
+
+
+def half_cast(a):
+    """float32 <-> float16 in C (NumPy casts float16 element by element,
+    and float32 -> float16 subnormals slowly): a new C-contiguous array."""
+    cdef cnp.ndarray x = np.ascontiguousarray(a)
+    cdef cnp.ndarray y
+    cdef fl_idx n = cnp.PyArray_SIZE(x)
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), NPY_HALF_, 0)
+        with nogil:
+            fl_f32_to_f16(<const float *>cnp.PyArray_DATA(x), <uint16_t *>cnp.PyArray_DATA(y), n)
+    elif cnp.PyArray_TYPE(x) == NPY_HALF_:
+        y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), cnp.NPY_FLOAT, 0)
+        with nogil:
+            fl_f16_to_f32(<const uint16_t *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(y), n)
+    else:
+        raise TypeError("internal: half_cast takes float32 or float16")
+    return y
+
+
+def weight_sum(a):
+    """The sum of a's values in C order, in double, by the same C routine as
+    the fast path (a blocked pairwise sum): every call path divides a mean
+    by the same bits."""
+    cdef cnp.ndarray x = np.ascontiguousarray(a)
+    cdef int e = _elem_type(cnp.PyArray_TYPE(x))
+    if e < 0 or not cnp.PyArray_ISNOTSWAPPED(x):
+        x = np.ascontiguousarray(a, dtype=np.float64)
+        e = FL_E_F64
+    cdef fl_idx n = cnp.PyArray_SIZE(x)
+    cdef double r
+    with nogil:
+        r = fl_sum_typed(cnp.PyArray_DATA(x), e, n, 1)
+    return r
 
 
 def converts(a):
@@ -972,19 +1013,22 @@ cdef class Loss:
 
     cdef object _fast_cls(self, int method, cnp.ndarray z, cnp.ndarray y, dict kwargs):
         """The trainer's class-loss call: 2-D C-contiguous float logits with
-        the classes last, 1-D int64 labels, default parameters; or _MISS.
-        Labels are validated (in C) before anything is written; a bad label
-        goes to the generic path, which reports it."""
+        the classes last, 1-D labels of any integer or float dtype (as
+        PyTorch and XGBoost pass them), the loss parameters (class_weight,
+        label_smoothing, ignore_index, margin, power); or _MISS.  Labels are
+        validated (in C) before anything is written; a bad label or
+        parameter goes to the generic path, which reports it."""
         cdef int tn = cnp.PyArray_TYPE(z)
-        if method == GRAD_AND_HESSIAN or not self.cls_defaults_only:
+        if method == GRAD_AND_HESSIAN:
             return _MISS
         if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
             return _MISS
         if not (cnp.PyArray_ISCARRAY_RO(z) and cnp.PyArray_ISNOTSWAPPED(z)
                 and cnp.PyArray_NDIM(z) == 2):
             return _MISS
-        if (cnp.PyArray_TYPE(y) != cnp.NPY_INT64 or cnp.PyArray_NDIM(y) != 1
-                or not cnp.PyArray_ISCARRAY_RO(y) or not cnp.PyArray_ISNOTSWAPPED(y)):
+        cdef int ye = _elem_type(cnp.PyArray_TYPE(y))
+        if (ye < 0 or cnp.PyArray_NDIM(y) != 1 or not cnp.PyArray_ISCARRAY_RO(y)
+                or not cnp.PyArray_ISNOTSWAPPED(y)):
             return _MISS
         cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(z)
         cdef fl_idx N = dims[0], C = dims[1]
@@ -997,14 +1041,57 @@ cdef class Loss:
         cdef object out = self._fast_kwargs(kwargs, &reduction, &nthreads, &has_params, &swp)
         if out is _MISS or swp != NULL:
             return _MISS
-        if has_params:
-            # only the defaults run here: a parameter given as None where None
-            # is its default (ignore_index, class_weight); anything else --
-            # other values, and None where it is an error -- goes to the
-            # generic path, which checks and reports it
-            for key in self.param_names:
-                if key in kwargs and (kwargs[key] is not None or key not in self.none_ok):
+        # the loss parameters: bound ones, then the call's
+        cdef double smoothing = 0.0, margin = self.cls_margin
+        cdef int power = self.cls_power, has_ignore = 0
+        cdef int64_t ignore = 0
+        cdef object cw = None
+        if has_params or self.bound:
+            prm = {**self.bound, **kwargs} if self.bound else kwargs
+            for key in self.spec.param_names:
+                if key not in prm:
+                    continue
+                v = prm[key]
+                if key == "class_axis":
+                    if type(v) is not int or (v != -1 and v != 1):
+                        return _MISS
+                elif key == "label_smoothing":
+                    if type(v) is not float and type(v) is not int:
+                        return _MISS
+                    smoothing = self.spec.param(key).check(self.name, v)
+                elif key == "ignore_index":
+                    if v is None:
+                        continue
+                    if type(v) is not int or not (-9223372036854775807 <= v <= 9223372036854775807):
+                        return _MISS
+                    has_ignore = 1
+                    ignore = v
+                elif key == "class_weight":
+                    if v is None:
+                        continue
+                    if (type(v) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>v) != 1
+                            or cnp.PyArray_DIMS(<cnp.ndarray>v)[0] != C
+                            or _elem_type(cnp.PyArray_TYPE(<cnp.ndarray>v)) < 0):
+                        return _MISS
+                    cw = np.require(v, dtype=z.dtype, requirements=["C", "A"])
+                elif key == "margin":
+                    if type(v) is not float and type(v) is not int:
+                        return _MISS
+                    margin = self.spec.param(key).check(self.name, v)
+                elif key == "power":
+                    if type(v) is not int:
+                        return _MISS
+                    power = <int>self.spec.param(key).check(self.name, v)
+                else:
                     return _MISS
+        # labels as int64 (a copy only for other dtypes)
+        cdef cnp.ndarray y64 = y
+        cdef fl_idx badl
+        if ye != FL_E_I64:
+            y64 = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(y), cnp.NPY_INT64, 0)
+            badl = fl_labels_i64(cnp.PyArray_DATA(y), ye, N, <int64_t *>cnp.PyArray_DATA(y64))
+            if badl >= 0:
+                return _MISS
         cdef cnp.ndarray o
         if out is not None:
             if method == VALUE or type(out) is not cnp.ndarray:
@@ -1022,17 +1109,26 @@ cdef class Loss:
         a.C = C
         a.inner = 1
         a.z = cnp.PyArray_DATA(z)
-        a.y = <const int64_t *>cnp.PyArray_DATA(y)
-        a.margin = self.cls_margin
-        a.power = self.cls_power
+        a.y = <const int64_t *>cnp.PyArray_DATA(y64)
+        a.cw = cnp.PyArray_DATA(<cnp.ndarray>cw) if cw is not None else NULL
+        a.smoothing = smoothing
+        a.has_ignore = has_ignore
+        a.ignore_index = ignore
+        a.margin = margin
+        a.power = power
         cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
-        cdef double wsum = 0.0
+        cdef double wsum = 0.0, inv
         cdef fl_idx bad = fl_cls_prepass(dt, &a, &wsum)
         if bad >= 0:
             return _MISS
         if self.cls_kernel == FL_CLS_MARGIN:
             wsum = <double>N
-        if wsum == 0.0:
+        inv = 1.0 / wsum
+        # a zero, tiny or non-finite denominator: the generic path (the
+        # empty-mean warning, mean_scale's rescaling)
+        if not (wsum == wsum and inv == inv and inv != 0.0 and fabs(wsum) <= DBL_MAX
+                and fabs(inv) >= (FLT_MIN if dt == FL_F32 else DBL_MIN)
+                and fabs(inv) <= (FLT_MAX if dt == FL_F32 else DBL_MAX)):
             return _MISS
         a.scale = 1.0 / wsum if reduction == 0 else 1.0
         cdef object val = None

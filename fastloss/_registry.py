@@ -211,9 +211,12 @@ def loss_table_markdown():
             "|---|---|---|---|"]
     for spec in TABLE:
         ins = ", ".join(f"**{o.name}**" if o.differentiable else o.name for o in spec.operands)
-        ps = ", ".join(f"`{p.name}={p.default!r}` "
-                       + ("(bool)" if p.boolean else f"({p.domain}"
-                          + (" or None" if p.allow_none else "") + ")")
+        def dom(p):
+            if p.boolean:
+                return "bool"
+            d = "int" if p.integer else ("" if str(p.domain) == "(-inf, inf)" else str(p.domain))
+            return d + (" or None" if p.allow_none and d else "")
+        ps = ", ".join(f"`{p.name}={p.default!r}`" + (f" ({dom(p)})" if dom(p) else "")
                        for p in spec.params)
         ps = ", ".join(x for x in (ps, ", ".join(f"`{a.name}=None`" for a in spec.array_params))
                        if x)

@@ -188,6 +188,12 @@ int fl_ew_run_signs(int dtype, int kernel, int mode, const void *p, const void *
  * NaN passes.  Values are compared in double (exact for every type). */
 int fl_outside_typed(const void *v, int type, fl_idx n, fl_idx s, double lo, double hi,
                      int lo_open, int hi_open, const double *vals, int nvals);
+/* n contiguous class labels of element type `type` as int64 in dst; the
+ * index of the first that is not a whole number within int64, or -1 */
+fl_idx fl_labels_i64(const void *src, int type, fl_idx n, int64_t *dst);
+/* float32 <-> float16 (IEEE binary16 as uint16), round to nearest even */
+void fl_f32_to_f16(const float *src, uint16_t *dst, fl_idx n);
+void fl_f16_to_f32(const uint16_t *src, float *dst, fl_idx n);
 /* sum of n values at stride s of element type `type`, in double */
 double fl_sum_typed(const void *v, int type, fl_idx n, fl_idx s);
 /* 1 if any of n contiguous values lies outside [lo, hi] (NaN passes). */

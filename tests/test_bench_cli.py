@@ -103,6 +103,8 @@ def test_quick_plan():
         assert c.threads == ((1, 2) if c.elements >= bench.LARGE else (1,))
         if c.family == "elementwise":
             assert c.shape[0] in (10**3, 10**5, 10**7)
+        elif c.family == "rows":
+            assert c.shape in bench.ROW_SHAPES
         else:
             assert c.shape in bench.CLASS_SHAPES
 

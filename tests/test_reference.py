@@ -55,7 +55,7 @@ def test_standalone_import_uses_numpy_only(tmp_path):
         bad = [k for k in sys.modules
                if k.split(".")[0] in ("fastloss", "scipy", "torch", "sklearn", "mpmath")]
         assert not bad, bad
-        assert m.LOSSES == {}      # the objects come from the declarations
+        assert not m.LOSSES        # the objects come from the declarations
         print("ok")
     """)
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,

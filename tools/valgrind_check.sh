@@ -46,6 +46,7 @@ import numpy as np
 import fastloss as fl
 from fastloss._registry import make_inputs
 from fastloss._registry import TWO_INPUT as TABLE
+from fastloss._registry import TABLE as ALL
 
 warnings.simplefilter("ignore")
 rounds = int(os.environ.get("VALGRIND_ROUNDS", "2"))
@@ -130,8 +131,45 @@ for _ in range(rounds):
           else:
               bp, bt, _ = make_inputs(spec.name, (70000,), dtype, rng)
               call(L.value_and_grad, bp, bt, n_threads=2)
+# the losses of several inputs and the row family: every method, wrt subset,
+# reduction, cotangent, out= tuple, broadcast operand, both thread counts
+OTHER = [s for s in ALL if s not in TABLE]
+for spec in OTHER:
+    L = fl.losses[spec.name]
+    diff = spec.differentiable
+    for dtype in (np.float32, np.float64):
+        for shape in ((1, 1), (3, 17), (7, 33)):
+            *xs, kw = make_inputs(spec.name, shape, dtype, rng)
+            kw = dict(kw, n_threads=1)
+            for red in spec.reductions:
+                call(L, *xs, reduction=red, **kw)
+                call(L.value_and_grad, *xs, reduction=red, wrt=diff, **kw)
+                if spec.has_hessian:
+                    call(L.grad_and_hessian, *xs, reduction=red, **kw)
+            for w in diff:
+                call(L.grad, *xs, wrt=w, **kw)
+            v = L(*xs, reduction="none", **kw)
+            call(L.value_and_grad, *xs, reduction="none", cotangent=np.ones(np.shape(v)), **kw)
+            call(L.grad, *xs, cotangent=2.0, sample_weight=np.linspace(0, 1, np.shape(v)[-1]), **kw)
+            call(L.grad, *xs, axis=0, **kw)
+            outs = tuple(np.empty_like(xs[spec.inputs.index(w)]) for w in diff)
+            call(L.grad, *xs, wrt=diff, out=outs, **kw)
+            # a broadcast second operand: its gradient is summed to its shape
+            xb = list(xs)
+            xb[1] = xs[1][:1]
+            call(L.value_and_grad, *xb, wrt=diff, **kw)
+            fails(L, *xs, reduction="avg", **kw)
+            fails(L.grad, *xs, wrt="nope", **kw)
+            fails(L.grad, *xs, wrt=diff, out=np.empty(3, dtype), **kw)
+            for c in spec.checks:
+                bad = [np.array(x) for x in xs]
+                bad[spec.inputs.index(c.arg)].flat[-1] = 0.5 if c.domain.values else -5.0
+                fails(L.grad, *bad, **kw)
+        *xs, kw = make_inputs(spec.name, (4000, 37) if spec.family == "rows" else (70000,),
+                              dtype, rng)
+        call(L.value_and_grad, *xs, n_threads=2)
 print(f"valgrind workload: {ok} calls, {raised} raised as expected, "
-      f"{len(TABLE)} losses, fastloss {fl.__file__}")
+      f"{len(ALL)} losses, fastloss {fl.__file__}")
 EOF
 
 cd "$WORK"          # not the repository: its fastloss/ must not shadow the one to check

@@ -81,7 +81,7 @@ def run(loss, call):
             return float(n)
         if n == 0:
             return 0.0          # no element: whatever the (broadcast) weights hold
-        return float(np.sum(w0, dtype=np.float64)) * (n // w0.size)
+        return _core.weight_sum(w0) * (n // w0.size)
 
     plan = Plan(shape=shape, weights=w, weights0=w0, kernel=kernel_call,
                 full_wsum=full_wsum, batch=shape[0] if shape else 1)

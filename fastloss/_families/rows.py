@@ -17,7 +17,8 @@ def _rows_of(a, shape):
     (stride 0 between samples) or C-contiguous (n, D)."""
     D = shape[-1]
     if a.ndim <= 1 or all(n == 1 for n in a.shape[:-1]):
-        row = np.ascontiguousarray(np.broadcast_to(a, (D,)) if a.ndim else np.full(D, a))
+        row = np.ascontiguousarray(np.broadcast_to(a.reshape(a.shape[-1:]), (D,)) if a.ndim
+                                   else np.full(D, a))
         return row.reshape(1, D), 0
     n = math.prod(shape[:-1])
     return np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(n, D), D
@@ -86,7 +87,7 @@ def run(loss, call):
 
     plan = Plan(shape=sample_shape, weights=w, weights0=w0, kernel=kernel_call,
                 full_wsum=lambda: float(n) if w is None else
-                (0.0 if n == 0 else float(np.sum(w0, dtype=np.float64)) * (n // max(w0.size, 1))),
+                (0.0 if n == 0 else _core.weight_sum(w0) * (n // max(w0.size, 1))),
                 batch=sample_shape[0] if sample_shape else 1)
     value = reduce(call, plan, cdt, odt)
     grads = None
