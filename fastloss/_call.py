@@ -248,7 +248,11 @@ def check_values(where, arg, arr, domain, what):
     """Data check: every value of arr in domain (NaN passes)."""
     if arr.size == 0:
         return
-    if domain.values is None:
+    fast = _core.any_outside(arr, domain.lo, domain.hi, domain.lo_open, domain.hi_open,
+                             domain.values) if isinstance(arr, np.ndarray) else None
+    if fast is False:
+        return
+    if fast is None and domain.values is None:
         # an interval holds everything if it holds the extremes
         lo, hi = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
         if np.isnan(lo) or (bool(domain.contains(lo)) and bool(domain.contains(hi))):

@@ -275,6 +275,31 @@ def weight_sum(a):
     return r
 
 
+def any_outside(a, double lo, double hi, bint lo_open, bint hi_open, object values):
+    """Whether any value of the C-contiguous array a lies outside [lo, hi]
+    (or, with values, outside that finite set); NaN passes.  None when a is
+    not of a type the C check reads (the caller then checks in NumPy)."""
+    cdef cnp.ndarray x = a
+    cdef int e = _elem_type(cnp.PyArray_TYPE(x))
+    if e < 0 or not cnp.PyArray_ISCARRAY_RO(x) or not cnp.PyArray_ISNOTSWAPPED(x):
+        return None
+    cdef cnp.ndarray vals
+    cdef const double *vp = NULL
+    cdef int nv = 0
+    if values is not None:
+        vals = np.ascontiguousarray(values, dtype=np.float64)
+        vp = <const double *>cnp.PyArray_DATA(vals)
+        nv = <int>cnp.PyArray_SIZE(vals)
+        if nv < 1 or nv > 4:
+            return None
+    cdef int bad
+    cdef fl_idx n = cnp.PyArray_SIZE(x)
+    cdef const void *d = cnp.PyArray_DATA(x)
+    with nogil:
+        bad = fl_outside_typed(d, e, n, 1, lo, hi, lo_open, hi_open, vp, nv)
+    return None if bad < 0 else bool(bad)
+
+
 def converts(a):
     """Whether the elementwise driver reads an array of a's dtype as it is
     (converting as it loads): real dtypes, aligned, native byte order."""
@@ -501,6 +526,7 @@ cdef object _S_NT = "n_threads"
 cdef object _S_SW = "sample_weight"
 cdef object _S_AX = "axis"
 cdef object _S_WRT = "wrt"
+cdef object _S_BATCHMEAN = "batchmean"
 cdef object _S_COT = "cotangent"
 cdef object _S_MEAN = "mean"
 cdef object _S_SUM = "sum"
@@ -545,6 +571,13 @@ cdef object _dlpack_array(object x):
     if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__") or \
             getattr(x, "requires_grad", False):
         return None         # ndarray subclasses (masked arrays): the generic path
+    if type(x).__module__ == "torch":
+        # Tensor.numpy(): the same zero-copy view as DLPack at a tenth of its
+        # cost (it refuses GPU tensors and dtypes NumPy lacks: generic path)
+        try:
+            return x.numpy()
+        except Exception:
+            return None
     try:
         dev = x.__dlpack_device__()
         if int(dev[0]) != 1:
@@ -626,6 +659,8 @@ cdef class Loss:
     cdef bint sign_labels    # one check, a label set on y_true: try fl_ew_run_signs
                              #   (it takes hinge / squared_hinge, -1 for others)
     cdef bint cls_defaults_only  # class fast path: only default parameters
+    cdef int nd                  # the elementwise kernel's derivative outputs
+    cdef bint batchmean          # reduction="batchmean" is declared
 
     def __init__(self, spec, reference=None, bound=None):
         if not hasattr(spec, "family"):
@@ -640,7 +675,9 @@ cdef class Loss:
         self.has_hessian = spec.has_hessian
         self.nin = len(spec.inputs)
         self.bound = dict(bound or {})
-        self.kernel = spec.fast_kernel if self.nin == 2 else -1
+        self.kernel = spec.fast_kernel if self.nin <= 3 else -1
+        self.nd = EW_KERNEL_ND.get(spec.kernel, 1) if spec.family == "elementwise" else 1
+        self.batchmean = "batchmean" in spec.reductions
         self.pack_params = spec.pack_fast
         self.param_names = frozenset(n for n in spec.param_names if n not in self.bound)
         self.none_ok = frozenset([p.name for p in spec.params if p.allow_none]
@@ -689,8 +726,8 @@ cdef class Loss:
 
     def __call__(self, *args, **kwargs):
         cdef object r
-        if len(args) == 2:
-            r = self._fast(VALUE, args[0], args[1], kwargs)
+        if len(args) == self.nin:
+            r = self._fast(VALUE, args, kwargs)
             if r is not _MISS:
                 return r
         return _slow_path(self, VALUE, args, kwargs)
@@ -699,8 +736,8 @@ cdef class Loss:
         """d(sum(cotangent * value))/d(input) for each input named by wrt
         (default: every differentiable input), in its own shape."""
         cdef object r
-        if len(args) == 2:
-            r = self._fast(GRAD, args[0], args[1], kwargs)
+        if len(args) == self.nin:
+            r = self._fast(GRAD, args, kwargs)
             if r is not _MISS:
                 return r
         return _slow_path(self, GRAD, args, kwargs)
@@ -708,8 +745,8 @@ cdef class Loss:
     def value_and_grad(self, *args, **kwargs):
         """``(value, grad)`` computed in one fused pass over memory."""
         cdef object r
-        if len(args) == 2:
-            r = self._fast(VALUE_AND_GRAD, args[0], args[1], kwargs)
+        if len(args) == self.nin:
+            r = self._fast(VALUE_AND_GRAD, args, kwargs)
             if r is not _MISS:
                 return r
         return _slow_path(self, VALUE_AND_GRAD, args, kwargs)
@@ -718,8 +755,8 @@ cdef class Loss:
         """The diagonal of the Hessian of the value with respect to each
         input named by wrt, scaled as ``grad`` is."""
         cdef object r
-        if len(args) == 2:
-            r = self._fast(HESSIAN, args[0], args[1], kwargs)
+        if len(args) == self.nin:
+            r = self._fast(HESSIAN, args, kwargs)
             if r is not _MISS:
                 return r
         return _slow_path(self, HESSIAN, args, kwargs)
@@ -728,8 +765,8 @@ cdef class Loss:
         """``(grad, hessian)`` in one fused pass (a boosting round's need);
         ``out=`` is a pair."""
         cdef object r
-        if len(args) == 2:
-            r = self._fast(GRAD_AND_HESSIAN, args[0], args[1], kwargs)
+        if len(args) == self.nin:
+            r = self._fast(GRAD_AND_HESSIAN, args, kwargs)
             if r is not _MISS:
                 return r
         return _slow_path(self, GRAD_AND_HESSIAN, args, kwargs)
@@ -763,6 +800,8 @@ cdef class Loss:
                     reduction[0] = 1
                 elif v == _S_NONE:
                     reduction[0] = 2
+                elif v == _S_BATCHMEAN and self.batchmean:
+                    reduction[0] = 3
                 else:
                     return _MISS
             elif key == _S_NT:
@@ -784,7 +823,7 @@ cdef class Loss:
                 return _MISS          # the generic path raises TypeError
         return out
 
-    cdef object _fast(self, int method, object y_pred, object y_true, dict kwargs):
+    cdef object _fast(self, int method, tuple args, dict kwargs):
         """The trainer's call without Python-level machinery, or _MISS.
 
         Taken when y_pred is an aligned native float32/float64 array (any
@@ -795,6 +834,8 @@ cdef class Loss:
         ``out`` (if any) a fitting C-contiguous buffer that overlaps no
         input.  Anything else -- including every error -- goes to the
         generic path, which checks and reports."""
+        cdef object y_pred = args[0]
+        cdef object y_true = args[1]
         if self.cls_kernel >= 0:
             if type(y_pred) is not cnp.ndarray or type(y_true) is not cnp.ndarray:
                 return _MISS
@@ -832,6 +873,12 @@ cdef class Loss:
         cdef object t = _fast_operand(y_true, p, &a, FL_EW_T, &tscalar)
         if t is _MISS:
             return _MISS
+        cdef double xscalar = 0.0
+        cdef object x = None
+        if self.nin == 3:
+            x = _fast_operand(args[2], p, &a, FL_EW_X, &xscalar)
+            if x is _MISS:
+                return _MISS
 
         cdef int reduction = 0           # 0 mean, 1 sum, 2 none
         cdef int nthreads = 0
@@ -857,25 +904,40 @@ cdef class Loss:
             prm.a, prm.b, prm.c, prm.d = packed
 
         cdef cnp.ndarray o
+        cdef tuple outs = None
         if out is not None:
-            if method == VALUE or method == GRAD_AND_HESSIAN or type(out) is not cnp.ndarray:
+            if method == VALUE or method == GRAD_AND_HESSIAN:
                 return _MISS
-            o = <cnp.ndarray>out
-            if (cnp.PyArray_TYPE(o) != tn or not cnp.PyArray_ISCARRAY(o)
-                    or not cnp.PyArray_ISNOTSWAPPED(o) or cnp.PyArray_NDIM(o) != nd):
+            if self.nd == 1:
+                outs = (out,)
+            elif type(out) is tuple and len(<tuple>out) == self.nd:
+                outs = <tuple>out
+            else:
                 return _MISS
-            for k in range(nd):
-                if cnp.PyArray_DIMS(o)[k] != dims[k]:
+            for ob in outs:
+                if type(ob) is not cnp.ndarray:
                     return _MISS
-            if _overlaps(o, p) or (t is not None and _overlaps(o, <cnp.ndarray>t)) or (
-                    w is not None and _overlaps(o, <cnp.ndarray>w)):
+                o = <cnp.ndarray>ob
+                if (cnp.PyArray_TYPE(o) != tn or not cnp.PyArray_ISCARRAY(o)
+                        or not cnp.PyArray_ISNOTSWAPPED(o) or cnp.PyArray_NDIM(o) != nd):
+                    return _MISS
+                for k in range(nd):
+                    if cnp.PyArray_DIMS(o)[k] != dims[k]:
+                        return _MISS
+                if _overlaps(o, p) or (t is not None and _overlaps(o, <cnp.ndarray>t)) or (
+                        w is not None and _overlaps(o, <cnp.ndarray>w)) or (
+                        x is not None and _overlaps(o, <cnp.ndarray>x)):
+                    return _MISS
+            if self.nd == 2 and (outs[0] is outs[1] or _overlaps(<cnp.ndarray>outs[0],
+                                                                   <cnp.ndarray>outs[1])):
                 return _MISS
 
         cdef int dt = FL_F32 if tn == cnp.NPY_FLOAT else FL_F64
         # the merged layout: contiguous same-type operands become one row
         _coalesce(&a, 4)
         cdef bint plain = (a.ndim == 1 and a.s[FL_EW_P][0] == 1 and a.s[FL_EW_T][0] == 1
-                           and a.type[FL_EW_T] == own and a.in_[FL_EW_W] == NULL)
+                           and a.type[FL_EW_T] == own and a.in_[FL_EW_W] == NULL
+                           and self.nin == 2)
         # data checks, before anything is written; a failure (or a layout
         # the checks do not walk) goes to the generic path, which reports
         cdef int bad, e
@@ -883,7 +945,7 @@ cdef class Loss:
         cdef const void *cp
         cdef fl_idx cs
         for chk in self.checks:
-            k = FL_EW_P if chk[0] == 0 else FL_EW_T
+            k = FL_EW_P if chk[0] == 0 else FL_EW_T if chk[0] == 1 else FL_EW_X
             if a.ndim != 1 and a.s[k][a.ndim - 1] != 0:
                 return _MISS
             cp = a.in_[k]
@@ -912,7 +974,9 @@ cdef class Loss:
 
         # the mean's denominator
         cdef double wsum = <double>n, inv
-        if w is not None and reduction == 0:
+        if reduction == 3:                  # batchmean: sum / y_pred.shape[0]
+            wsum = <double>dims[0] if nd else 1.0
+        elif w is not None and reduction == 0:
             if a.ndim != 1:
                 return _MISS
             if a.s[FL_EW_W][0] == 0:       # one weight for every element
@@ -929,7 +993,7 @@ cdef class Loss:
                 return _MISS
 
         cdef int mode
-        cdef double scale = 1.0 / wsum if reduction == 0 else 1.0
+        cdef double scale = 1.0 / wsum if reduction == 0 or reduction == 3 else 1.0
         cdef object val = None
         cdef object deriv = None
         if method == VALUE:
@@ -945,10 +1009,17 @@ cdef class Loss:
         if mode & FL_VAL:
             val = cnp.PyArray_EMPTY(nd, dims, tn, 0)
         if method != VALUE:
-            deriv = out if out is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
+            deriv = outs[0] if outs is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
         cdef object deriv2 = None
         if method == GRAD_AND_HESSIAN:
             deriv2 = cnp.PyArray_EMPTY(nd, dims, tn, 0)
+        # the second differentiated input's outputs (nd 2)
+        cdef object d1 = None
+        cdef object d1h = None
+        if self.nd == 2 and method != VALUE:
+            d1 = outs[1] if outs is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
+            if method == GRAD_AND_HESSIAN:
+                d1h = cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
         cdef int kern = self.kernel
         cdef double sm = 0.0
@@ -984,6 +1055,13 @@ cdef class Loss:
             a.val = vp
             a.grad[0] = gp
             a.hess[0] = hp
+            if d1 is not None:
+                if method == HESSIAN:
+                    a.hess[1] = cnp.PyArray_DATA(<cnp.ndarray>d1)
+                else:
+                    a.grad[1] = cnp.PyArray_DATA(<cnp.ndarray>d1)
+            if d1h is not None:
+                a.hess[1] = cnp.PyArray_DATA(<cnp.ndarray>d1h)
             a.scale = scale
             a.stream = out is not None
             if n >= 16384:
@@ -992,6 +1070,10 @@ cdef class Loss:
             else:
                 sm = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
 
+        if d1 is not None:
+            deriv = (deriv, d1)
+            if deriv2 is not None:
+                deriv2 = (deriv2, d1h)
         if method == GRAD or method == HESSIAN:
             return deriv
         if method == GRAD_AND_HESSIAN:
@@ -999,7 +1081,7 @@ cdef class Loss:
         if reduction == 2:
             value = val
         else:
-            if reduction == 0:
+            if reduction == 0 or reduction == 3:
                 sm = sm / wsum
             if dt == FL_F32:
                 sf = <float>sm
