@@ -13,12 +13,12 @@ See ``fl.losses`` for the table and ``fl.show_config()`` for the build.
 """
 from . import _core
 from ._core import Loss
-from . import _call, _registry
+from . import _call, _families, _registry
 from ._threads import get_num_threads, num_threads, set_num_threads, _init_from_env
 
 __version__ = "0.1.0"
 
-_core.set_slow_path(_call.run)
+_core.set_slow_path(_families.run)
 _init_from_env()
 _registry._check()
 

@@ -1,10 +1,10 @@
 """The call semantics, written once for every family.
 
-``run(loss, method, args, kwargs)`` is what a ``Loss`` method calls when its
-compiled fast path does not apply.  It resolves the arguments (positional
+It resolves the arguments of a call (positional
 and keyword inputs, bound parameters, ``reduction``, ``wrt``,
-``cotangent``, ``out=``, ``n_threads``), and hands the call to the loss's
-family (``fastloss._families``), which lays the operands out for its C
+``cotangent``, ``out=``, ``n_threads``: ``parse``); the loss's family
+(``fastloss._families``, whose ``run`` is what a ``Loss`` method calls when
+its compiled fast path does not apply) lays the operands out for its C
 driver.  What every family shares -- reading arrays, dtypes, broadcasting
 without enlarging, weights, the reductions over ``axis`` with their
 denominators, the folding of ``cotangent`` into the weights, derivative
@@ -388,13 +388,6 @@ def parse(loss, method, args, kwargs):
     elif c.want_hess:
         c.out_hess = _split_out(where, out, wrt, single, "out")
     return c
-
-
-def run(loss, method, args, kwargs):
-    """The generic implementation of every Loss method."""
-    from ._families import FAMILIES
-    call = parse(loss, method, args, kwargs)
-    return FAMILIES[loss.family].run(loss, call)
 
 
 def bind_loss(loss, params):

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss import _call as _api, _core
+from fastloss import _families as _api, _core
 from fastloss._registry import make_inputs
 from fastloss._registry import TWO_INPUT as TABLE
 

@@ -473,7 +473,7 @@ def test_fast_path_of_every_elementwise_loss(spec):
     """The compiled fast path takes the plain call of every elementwise loss
     (two or three inputs, out= a tuple for two derivative outputs, the
     declared reductions) and gives the generic path's bits."""
-    from fastloss import _call, _core
+    from fastloss import _core, _families as _call
     loss = fl.losses[spec.name]
     arrays = _inputs(spec, np.float32, seed=8)
     calls = []
@@ -506,3 +506,35 @@ def _flat_all(r):
     if isinstance(r, tuple):
         return [y for x in r for y in _flat_all(x)]
     return [np.asarray(r)]
+
+
+def test_no_import_cycles():
+    """The package's modules import each other without a cycle (module-level
+    and function-level imports alike)."""
+    import ast
+    import pathlib
+    root = pathlib.Path(fl.__file__).parent
+    graph = {}
+    for path in root.rglob("*.py"):
+        mod = ".".join(("fastloss",) + path.relative_to(root).with_suffix("").parts)
+        mod = mod[:-len(".__init__")] if mod.endswith(".__init__") else mod
+        pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = pkg.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                names = [target + "." + a.name for a in node.names] if not node.module else []
+                deps.add(target)
+                deps.update(names)
+        graph[mod] = deps
+    graph = {m: {d for d in ds if d in graph and d != m} for m, ds in graph.items()}
+
+    def visit(m, stack):
+        assert m not in stack, "import cycle: " + " -> ".join(stack + [m])
+        for d in graph[m]:
+            if not d.startswith(m + "."):        # a package importing its own modules
+                visit(d, stack + [m])
+    for m in graph:
+        visit(m, [])
