@@ -399,11 +399,13 @@ class _Worker:
         self.np, self.fl, self.seed = np, fl, seed
         self.inputs = {}      # (loss, shape) -> (y_pred, y_true, kwargs, out buffer)
         self.calls = {}       # case key -> callable
-        try:
-            from fastloss._samples import make_inputs
-            self.make_inputs = make_inputs
-        except ImportError:
-            self.make_inputs = None
+        self.make_inputs = None
+        for mod in ("fastloss._samples", "fastloss._registry"):   # older, newer builds
+            try:
+                self.make_inputs = __import__(mod, fromlist=["make_inputs"]).make_inputs
+                break
+            except (ImportError, AttributeError):
+                continue
 
     def _inputs(self, case):
         np = self.np

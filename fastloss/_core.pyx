@@ -132,12 +132,19 @@ MODE_VAL = FL_VAL
 MODE_GRAD = FL_GRAD
 MODE_HESS = FL_HESS
 
-# method codes shared with _api
-VALUE = 0
-GRAD = 1
-VALUE_AND_GRAD = 2
-HESSIAN = 3
-GRAD_AND_HESSIAN = 4
+# method codes shared with _call (C constants here: a module global compared
+# with a C int costs a dictionary lookup and a Python comparison per use)
+cdef enum:
+    M_VALUE = 0
+    M_GRAD = 1
+    M_VALUE_AND_GRAD = 2
+    M_HESSIAN = 3
+    M_GRAD_AND_HESSIAN = 4
+VALUE = M_VALUE
+GRAD = M_GRAD
+VALUE_AND_GRAD = M_VALUE_AND_GRAD
+HESSIAN = M_HESSIAN
+GRAD_AND_HESSIAN = M_GRAD_AND_HESSIAN
 
 EW_KERNELS = {fl_ew_kernel_name(k).decode(): k for k in range(FL_EW_NKERNELS)}
 EW_KERNEL_ND = {fl_ew_kernel_name(k).decode(): fl_ew_kernel_nd(k) for k in range(FL_EW_NKERNELS)}
@@ -727,49 +734,49 @@ cdef class Loss:
     def __call__(self, *args, **kwargs):
         cdef object r
         if len(args) == self.nin:
-            r = self._fast(VALUE, args, kwargs)
+            r = self._fast(M_VALUE, args, kwargs)
             if r is not _MISS:
                 return r
-        return _slow_path(self, VALUE, args, kwargs)
+        return _slow_path(self, M_VALUE, args, kwargs)
 
     def grad(self, *args, **kwargs):
         """d(sum(cotangent * value))/d(input) for each input named by wrt
         (default: every differentiable input), in its own shape."""
         cdef object r
         if len(args) == self.nin:
-            r = self._fast(GRAD, args, kwargs)
+            r = self._fast(M_GRAD, args, kwargs)
             if r is not _MISS:
                 return r
-        return _slow_path(self, GRAD, args, kwargs)
+        return _slow_path(self, M_GRAD, args, kwargs)
 
     def value_and_grad(self, *args, **kwargs):
         """``(value, grad)`` computed in one fused pass over memory."""
         cdef object r
         if len(args) == self.nin:
-            r = self._fast(VALUE_AND_GRAD, args, kwargs)
+            r = self._fast(M_VALUE_AND_GRAD, args, kwargs)
             if r is not _MISS:
                 return r
-        return _slow_path(self, VALUE_AND_GRAD, args, kwargs)
+        return _slow_path(self, M_VALUE_AND_GRAD, args, kwargs)
 
     def hessian(self, *args, **kwargs):
         """The diagonal of the Hessian of the value with respect to each
         input named by wrt, scaled as ``grad`` is."""
         cdef object r
         if len(args) == self.nin:
-            r = self._fast(HESSIAN, args, kwargs)
+            r = self._fast(M_HESSIAN, args, kwargs)
             if r is not _MISS:
                 return r
-        return _slow_path(self, HESSIAN, args, kwargs)
+        return _slow_path(self, M_HESSIAN, args, kwargs)
 
     def grad_and_hessian(self, *args, **kwargs):
         """``(grad, hessian)`` in one fused pass (a boosting round's need);
         ``out=`` is a pair."""
         cdef object r
         if len(args) == self.nin:
-            r = self._fast(GRAD_AND_HESSIAN, args, kwargs)
+            r = self._fast(M_GRAD_AND_HESSIAN, args, kwargs)
             if r is not _MISS:
                 return r
-        return _slow_path(self, GRAD_AND_HESSIAN, args, kwargs)
+        return _slow_path(self, M_GRAD_AND_HESSIAN, args, kwargs)
 
     cdef object _fast_kwargs(self, dict kwargs, int *reduction, int *nthreads,
                              bint *has_params, PyObject **sw):
@@ -863,10 +870,21 @@ cdef class Loss:
         cdef int own = FL_E_F32 if tn == cnp.NPY_FLOAT else FL_E_F64
         cdef double tscalar = 0.0, wscalar = 0.0
         cdef fl_ew_args a
-        memset(&a, 0, sizeof(a))
+        # only what the driver reads (the struct holds 4 x 64 strides: a
+        # memset of it cost ~0.1 us per call): the unused operands' strides
+        # over nd dimensions (_coalesce compares them), pointers, types
         a.ndim = nd
         for k in range(nd):
             a.shape[k] = dims[k]
+            a.s[FL_EW_X][k] = 0
+            a.s[FL_EW_W][k] = 0
+        for k in range(4):
+            a.in_[k] = NULL
+            a.type[k] = 0
+        a.val = NULL
+        a.grad[0] = a.grad[1] = a.hess[0] = a.hess[1] = NULL
+        a.scale = 1.0
+        a.stream = 0
         _element_strides(p, nd, a.s[FL_EW_P])
         a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
         # y_true: an array of y_pred's shape or 0-d, or a Python number
@@ -906,7 +924,7 @@ cdef class Loss:
         cdef cnp.ndarray o
         cdef tuple outs = None
         if out is not None:
-            if method == VALUE or method == GRAD_AND_HESSIAN:
+            if method == M_VALUE or method == M_GRAD_AND_HESSIAN:
                 return _MISS
             if self.nd == 1:
                 outs = (out,)
@@ -996,29 +1014,29 @@ cdef class Loss:
         cdef double scale = 1.0 / wsum if reduction == 0 or reduction == 3 else 1.0
         cdef object val = None
         cdef object deriv = None
-        if method == VALUE:
+        if method == M_VALUE:
             mode = FL_VAL if reduction == 2 else FL_SUM
-        elif method == GRAD:
+        elif method == M_GRAD:
             mode = FL_GRAD
-        elif method == VALUE_AND_GRAD:
+        elif method == M_VALUE_AND_GRAD:
             mode = (FL_VAL if reduction == 2 else FL_SUM) | FL_GRAD
-        elif method == HESSIAN:
+        elif method == M_HESSIAN:
             mode = FL_HESS
         else:
             mode = FL_GRAD | FL_HESS
         if mode & FL_VAL:
             val = cnp.PyArray_EMPTY(nd, dims, tn, 0)
-        if method != VALUE:
+        if method != M_VALUE:
             deriv = outs[0] if outs is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
         cdef object deriv2 = None
-        if method == GRAD_AND_HESSIAN:
+        if method == M_GRAD_AND_HESSIAN:
             deriv2 = cnp.PyArray_EMPTY(nd, dims, tn, 0)
         # the second differentiated input's outputs (nd 2)
         cdef object d1 = None
         cdef object d1h = None
-        if self.nd == 2 and method != VALUE:
+        if self.nd == 2 and method != M_VALUE:
             d1 = outs[1] if outs is not None else cnp.PyArray_EMPTY(nd, dims, tn, 0)
-            if method == GRAD_AND_HESSIAN:
+            if method == M_GRAD_AND_HESSIAN:
                 d1h = cnp.PyArray_EMPTY(nd, dims, tn, 0)
 
         cdef int kern = self.kernel
@@ -1028,7 +1046,7 @@ cdef class Loss:
         cdef void *gp = NULL
         cdef void *hp = NULL
         if deriv is not None:
-            if method == HESSIAN:
+            if method == M_HESSIAN:
                 hp = cnp.PyArray_DATA(<cnp.ndarray>deriv)
             else:
                 gp = cnp.PyArray_DATA(<cnp.ndarray>deriv)
@@ -1056,7 +1074,7 @@ cdef class Loss:
             a.grad[0] = gp
             a.hess[0] = hp
             if d1 is not None:
-                if method == HESSIAN:
+                if method == M_HESSIAN:
                     a.hess[1] = cnp.PyArray_DATA(<cnp.ndarray>d1)
                 else:
                     a.grad[1] = cnp.PyArray_DATA(<cnp.ndarray>d1)
@@ -1074,9 +1092,9 @@ cdef class Loss:
             deriv = (deriv, d1)
             if deriv2 is not None:
                 deriv2 = (deriv2, d1h)
-        if method == GRAD or method == HESSIAN:
+        if method == M_GRAD or method == M_HESSIAN:
             return deriv
-        if method == GRAD_AND_HESSIAN:
+        if method == M_GRAD_AND_HESSIAN:
             return (deriv, deriv2)
         if reduction == 2:
             value = val
@@ -1088,7 +1106,7 @@ cdef class Loss:
                 value = PyArray_Scalar(&sf, <void *>cnp.PyArray_DESCR(p), None)
             else:
                 value = PyArray_Scalar(&sm, <void *>cnp.PyArray_DESCR(p), None)
-        if method == VALUE:
+        if method == M_VALUE:
             return value
         return (value, deriv)
 
@@ -1101,7 +1119,7 @@ cdef class Loss:
         validated (in C) before anything is written; a bad label or
         parameter goes to the generic path, which reports it."""
         cdef int tn = cnp.PyArray_TYPE(z)
-        if method == GRAD_AND_HESSIAN:
+        if method == M_GRAD_AND_HESSIAN:
             return _MISS
         if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
             return _MISS
@@ -1176,7 +1194,7 @@ cdef class Loss:
                 return _MISS
         cdef cnp.ndarray o
         if out is not None:
-            if method == VALUE or type(out) is not cnp.ndarray:
+            if method == M_VALUE or type(out) is not cnp.ndarray:
                 return _MISS
             o = <cnp.ndarray>out
             if (cnp.PyArray_TYPE(o) != tn or not cnp.PyArray_ISCARRAY(o)
@@ -1215,12 +1233,12 @@ cdef class Loss:
         a.scale = 1.0 / wsum if reduction == 0 else 1.0
         cdef object val = None
         cdef object deriv = None
-        if reduction == 2 and method != GRAD and method != HESSIAN:
+        if reduction == 2 and method != M_GRAD and method != M_HESSIAN:
             val = cnp.PyArray_EMPTY(1, dims, tn, 0)
             a.val = cnp.PyArray_DATA(<cnp.ndarray>val)
-        if method != VALUE:
+        if method != M_VALUE:
             deriv = out if out is not None else cnp.PyArray_EMPTY(2, dims, tn, 0)
-            if method == HESSIAN:
+            if method == M_HESSIAN:
                 a.hess = cnp.PyArray_DATA(<cnp.ndarray>deriv)
             else:
                 a.grad = cnp.PyArray_DATA(<cnp.ndarray>deriv)
@@ -1236,7 +1254,7 @@ cdef class Loss:
             s = fl_cls_run(dt, kern, &a, nthreads, &status)
         if status != 0:
             raise MemoryError("fastloss: no memory for work buffers")
-        if method == GRAD or method == HESSIAN:
+        if method == M_GRAD or method == M_HESSIAN:
             return deriv
         if reduction == 2:
             value = val
@@ -1248,7 +1266,7 @@ cdef class Loss:
                 value = PyArray_Scalar(&sf, <void *>cnp.PyArray_DESCR(z), None)
             else:
                 value = PyArray_Scalar(&s, <void *>cnp.PyArray_DESCR(z), None)
-        if method == VALUE:
+        if method == M_VALUE:
             return value
         return (value, deriv)
 
