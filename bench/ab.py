@@ -400,9 +400,14 @@ class _Worker:
         self.inputs = {}      # (loss, shape) -> (y_pred, y_true, kwargs, out buffer)
         self.calls = {}       # case key -> callable
         self.make_inputs = None
-        for mod in ("fastloss._samples", "fastloss._registry"):   # older, newer builds
+        import importlib
+        import os
+        here = os.path.dirname(getattr(fl, "__file__", "") or "")
+        for mod in ("_samples", "_registry"):          # older, newer builds
+            if not os.path.exists(os.path.join(here, mod + ".py")):
+                continue      # only the build's own module (not an installed one)
             try:
-                self.make_inputs = __import__(mod, fromlist=["make_inputs"]).make_inputs
+                self.make_inputs = importlib.import_module("fastloss." + mod).make_inputs
                 break
             except (ImportError, AttributeError):
                 continue

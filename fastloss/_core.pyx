@@ -250,7 +250,8 @@ cdef int _elem_type(int tn) noexcept:
 def half_cast(a):
     """float32 <-> float16 in C (NumPy casts float16 element by element,
     and float32 -> float16 subnormals slowly): a new C-contiguous array."""
-    cdef cnp.ndarray x = np.ascontiguousarray(a)
+    # aligned too: np.ascontiguousarray keeps an unaligned contiguous array
+    cdef cnp.ndarray x = np.require(a, requirements=["C", "A"])
     cdef cnp.ndarray y
     cdef fl_idx n = cnp.PyArray_SIZE(x)
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
@@ -270,7 +271,7 @@ def weight_sum(a):
     """The sum of a's values in C order, in double, by the same C routine as
     the fast path (a blocked pairwise sum): every call path divides a mean
     by the same bits."""
-    cdef cnp.ndarray x = np.ascontiguousarray(a)
+    cdef cnp.ndarray x = np.require(a, requirements=["C", "A"])
     cdef int e = _elem_type(cnp.PyArray_TYPE(x))
     if e < 0 or not cnp.PyArray_ISNOTSWAPPED(x):
         x = np.ascontiguousarray(a, dtype=np.float64)
