@@ -666,7 +666,6 @@ cdef class Loss:
                              #   hi_open, allowed values or None), ...)
     cdef bint sign_labels    # one check, a label set on y_true: try fl_ew_run_signs
                              #   (it takes hinge / squared_hinge, -1 for others)
-    cdef bint cls_defaults_only  # class fast path: only default parameters
     cdef int nd                  # the elementwise kernel's derivative outputs
     cdef bint batchmean          # reduction="batchmean" is declared
 
@@ -711,10 +710,6 @@ cdef class Loss:
         defaults.update(self.bound)
         self.cls_margin = defaults.get("margin", 0.0)
         self.cls_power = defaults.get("power", 1)
-        # a bound class-loss parameter other than its default: generic path
-        self.cls_defaults_only = not any(
-            v is not None and v != {p.name: p.default for p in spec.params}.get(k)
-            for k, v in self.bound.items() if k not in ("margin", "power"))
 
     def __repr__(self):
         if self.bound:

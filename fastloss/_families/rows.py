@@ -64,7 +64,6 @@ def run(loss, call):
     kid = _core.ROW_KERNELS[spec.kernel]
     laid = [_rows_of(a, shape) for a in rows]
     xs = [r for r, _ in laid]
-    sxs = [s for _, s in laid]
     y = None
     if per:
         (yb, _), = per.values()
