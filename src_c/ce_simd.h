@@ -4,7 +4,9 @@
 
 #include "fastloss.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(FL_NO_CE_SIMD)
+/* only in the copy of the kernels compiled for AVX-512 (isa.h) */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__AVX512F__) && \
+    defined(__AVX512DQ__) && !defined(FL_NO_CE_SIMD)
 #define FL_HAVE_CE_AVX512 1
 #else
 #define FL_HAVE_CE_AVX512 0
