@@ -618,7 +618,8 @@ def sum_to_shape(a, shape):
                                       if n == 1 and a.shape[lead + i] != 1)
     r = np.sum(a, axis=axes, dtype=np.float64 if a.dtype == np.float32 else a.dtype,
                keepdims=True) if axes else a
-    return np.ascontiguousarray(r.reshape(shape), dtype=a.dtype)
+    # (np.require, not np.ascontiguousarray: that makes a 0-d result 1-d)
+    return np.require(r.reshape(shape), dtype=a.dtype, requirements="C")
 
 
 def package(call, value, grads, hesses):
