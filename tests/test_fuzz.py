@@ -1697,7 +1697,7 @@ def _mag_cosine(x1, x2, y, prm):
     n1 = np.sqrt(_row_norm(x1) ** 2 + 1e-12)
     n2 = np.sqrt(_row_norm(x2) ** 2 + 1e-12)
     one = np.ones_like(x1)
-    return {"value": 2.0 + abs(float(prm.get("margin", 0.0))) + 0 * one[..., 0],
+    return {"value": np.full(x1.shape[:-1], 2.0 + abs(float(prm.get("margin", 0.0)))),
             "grad": (2 * one / n1, 2 * one / n2)}
 
 
@@ -1723,6 +1723,37 @@ def _mag_triplet(a, p, n, prm):
     # distances' unit-vector terms (swap: any of the three)
     return {"value": (dap + dan + dpn)[..., 0] + m, "grad": (g, g, g)}
 
+
+def _kink_triplet(a, p, n, prm, eps):
+    """Samples at the hinge (d(a, p) - d(a, n) + margin ~ 0) or at the swap's
+    tie (d(a, n) ~ d(p, n)) within the rounding of the distances in the
+    compute dtype (each ~ a few eps relative): their derivatives may take
+    either branch."""
+    dap, _ = _dist_terms(a, p, prm)
+    dan, _ = _dist_terms(a, n, prm)
+    dpn, _ = _dist_terms(p, n, prm)
+    m = float(prm.get("margin", 1.0))
+    tol = 8 * eps * (dap + dan + dpn + abs(m))[..., 0]
+    dneg = np.minimum(dan, dpn) if prm.get("swap") else dan
+    k = np.abs((dap - dneg)[..., 0] + m) <= tol
+    if prm.get("swap"):
+        k |= np.abs((dan - dpn)[..., 0]) <= tol
+    return k
+
+
+def _kink_cosine(x1, x2, y, prm, eps):
+    """y == -1 samples with cos ~ margin (within the rounding of cos in the
+    compute dtype)."""
+    n1 = np.sqrt(_row_norm(x1) ** 2 + 1e-12)[..., 0]
+    n2 = np.sqrt(_row_norm(x2) ** 2 + 1e-12)[..., 0]
+    cos = np.sum(x1 * x2, axis=-1) / (n1 * n2)
+    m = float(prm.get("margin", 0.0))
+    return (y != 1) & (np.abs(cos - m) <= 16 * eps * (1 + abs(m)))
+
+
+# loss -> fn(full-shape inputs, parameters, eps of the compute dtype) -> mask
+# of the samples whose derivatives are at a kink of the loss
+MULTI_KINKS = {"triplet_margin": _kink_triplet, "cosine_embedding": _kink_cosine}
 
 MULTI_MAGNITUDES = {"gaussian_nll": _mag_gaussian_nll, "kl_div": _mag_kl_div,
                     "margin_ranking": _mag_margin_ranking,
@@ -1758,6 +1789,8 @@ def multi_magnitudes(f, hin, hkw, cd):
     prm.update({k: v for k, v in hkw.items() if k in spec.param_names})
     with np.errstate(all="ignore"):
         raw = fn(*arrs, prm)
+        kf = MULTI_KINKS.get(spec.name)
+        kink = kf(*arrs, prm, float(np.finfo(cd).eps)) if kf is not None else None
         reduction = f.kw.get("reduction") or "mean"
         out = {}
         m = np.nan_to_num(np.asarray(raw["value"], dtype=np.float64), nan=0.0)
@@ -1775,6 +1808,10 @@ def multi_magnitudes(f, hin, hkw, cd):
                 mm = np.nan_to_num(np.asarray(mm, dtype=np.float64), nan=0.0)
                 out[key][w] = _sum_to(np.abs(_times(cf, mm)),
                                       np.shape(hin[spec.inputs.index(w)]))
+        if kink is not None and np.any(kink):
+            km = np.broadcast_to(kink[..., None], full) if spec.family == "rows" else kink
+            out["kink"] = {w: _sum_to(km.astype(np.float64), np.shape(
+                hin[spec.inputs.index(w)])) > 0 for w in spec.differentiable}
     return out
 
 
@@ -1984,6 +2021,9 @@ def check_multi(c):
         assert isinstance(g, np.ndarray), f"{what}: {type(g).__name__}"
         assert g.shape == _operand_shape(orig, w), f"{what}: shape {g.shape}"
         sc = (gm if key == "grad" else hm).get(w, 0.0)
+        kink = mags.get("kink", {}).get(w) if not two else None
+        if kink is not None:
+            any_ok = any_ok | kink
         nd = nan_d if w == spec.differentiable[0] else False
         zd = zero_denominator(orig, cd) if w == spec.inputs[0] else False
         if zd is not False and np.shape(zd) != g.shape:
@@ -2386,3 +2426,26 @@ def test_found_gradient_of_a_scalar_input_has_its_shape(spec, dtype, form):
             assert np.shape(g) == np.shape(r), (m, np.shape(g), np.shape(r))
             np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(r, np.float64),
                                        rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize("first", [5e-324, 1e-300, 1e300], ids=["5e-324", "1e-300", "1e300"])
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=ALL_IDS)
+def test_found_float64_weights_beyond_float32_range(spec, first):
+    """float64 sample weights of a float32 call are read rounded to float32
+    (5e-324 and 1e-300 are 0, 1e300 is inf).  The mean's total weight was
+    summed unrounded: for weights (5e-324, 0, ...) a total of 5e-324, whose
+    rescaling factor 2**947 is inf in float32 -- NaN derivatives where they
+    are 0 (zero total weight of the rounded weights), as the reference has."""
+    loss = fl.get(spec.name)
+    *arrs, _ = make_inputs(spec.name, (4, 3), np.float32, np.random.default_rng(2))
+    S = (4, 3) if spec.family == "elementwise" else (4,)
+    w = np.zeros(S)
+    w.flat[0] = first
+    for m in ("value", "grad") + (("hessian",) if spec.has_hessian else ()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = _flat_results(m, call_multi(loss, m, arrs, {"sample_weight": w}))
+            want = _flat_results(m, call_multi(loss.reference, m, arrs, {"sample_weight": w}))
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(r, np.float64),
+                                       rtol=1e-5, atol=1e-30, err_msg=m)
