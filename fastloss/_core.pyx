@@ -972,6 +972,13 @@ cdef class Loss:
             x = _fast_operand(args[2], p, &a, FL_EW_X, &xscalar)
             if x is _MISS:
                 return _MISS
+        if self.nd == 2 and method != M_VALUE and nd:
+            # the second differentiated input broadcast from a 0-d array or a
+            # number: its derivatives are sums of that input's shape (the
+            # generic path's); here they would be of y_pred's shape
+            d1op = t if self.differentiable[1] == self.inputs[1] else x
+            if d1op is None or cnp.PyArray_NDIM(<cnp.ndarray>d1op) == 0:
+                return _MISS
 
         cdef int reduction = 0           # 0 mean, 1 sum, 2 none
         cdef int nthreads = 0

@@ -171,7 +171,10 @@ class LossSpec:
     giving typical valid inputs (class labels: the string "labels").
     peers: {"torch": f(F, *inputs, k, reduction="mean"), "jax":
     f(J, *inputs, k) -> the mean, "sklearn": f(S, k) -> (loss, factor)}, the
-    same loss in those libraries, k the parameter values.
+    same loss in those libraries, k the parameter values (r the reduction:
+    "mean", "sum" or "none"; class losses take the logits in the peer's
+    layout: (N, C, ...) or (C,) for torch).  Array parameters (pos_weight, class_weight) are absent,
+    None, or an array of the peer's library (a torch tensor for "torch").
     The C kernel's derivative outputs belong to the differentiable operands,
     in order; its input slots take the operands in order.
     variants: further C kernels that run this loss (chosen inside the C

@@ -404,9 +404,13 @@ static double SFX(triplet_margin_range)(const fl_row_args *a, int mode, fl_idx s
         }
         const double c = scale * wi;
         if (!(z > 0.0) || c == 0.0) {
-            if (ga) SFX(row_fill)(ga, D, (T)0);
-            if (gp) SFX(row_fill)(gp, D, (T)0);
-            if (gn) SFX(row_fill)(gn, D, (T)0);
+            /* c * 0: 0, or NaN for a NaN coefficient (an infinite weight
+             * over an infinite total), as the other kernels and the
+             * reference give */
+            const T zero = (T)(c * 0.0);
+            if (ga) SFX(row_fill)(ga, D, zero);
+            if (gp) SFX(row_fill)(gp, D, zero);
+            if (gn) SFX(row_fill)(gn, D, zero);
             continue;
         }
         /* dl/da = f(u) - sh_an f(v); dl/dp = -f(u) - sh_pn f(w);

@@ -75,7 +75,7 @@ DECLARATIONS = [
         reference=R._binary_cross_entropy_with_logits,
         sampler=dict(y_pred=normal(3.0), y_true=labels01),
         peers=dict(torch=lambda F, p, t, k, r="mean": F.binary_cross_entropy_with_logits(
-            p, t, reduction=r),
+            p, t, pos_weight=k.get("pos_weight"), reduction=r),
             jax=_jax_bce_logits,
             sklearn=lambda S, k: (S.HalfBinomialLoss(), 1.0))),
     _binary(

@@ -5,6 +5,13 @@ from .._spec import ArrayParam, Domain, LossSpec, Param, REAL, UNIT
 from ._common import log_softmax, normal
 
 
+def _torch_ignore(k):
+    """torch's ignore_index: None (no label ignored) is torch's default -100,
+    which no valid label is."""
+    ii = k.get("ignore_index")
+    return -100 if ii is None else ii
+
+
 def _jax_take(J, z, y):
     return J.np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
 
@@ -47,7 +54,8 @@ DECLARATIONS = [
         reference=R._cross_entropy, sampler=dict(y_pred=normal(3.0), y_true="labels"),
         peers=dict(
             torch=lambda F, z, y, k, r="mean": F.cross_entropy(
-                z, y, label_smoothing=k["label_smoothing"], reduction=r),
+                z, y, weight=k.get("class_weight"), ignore_index=_torch_ignore(k),
+                label_smoothing=k["label_smoothing"], reduction=r),
             jax=_jax_cross_entropy,
             sklearn=lambda S, k: (S.HalfMultinomialLoss(n_classes=k["n_classes"]), 1.0))),
     _classes(
@@ -56,7 +64,8 @@ DECLARATIONS = [
         reference=R._nll,
         sampler=dict(y_pred=lambda rng, shape: log_softmax(rng.standard_normal(shape) * 3.0),
                      y_true="labels"),
-        peers=dict(torch=lambda F, z, y, k, r="mean": F.nll_loss(z, y, reduction=r),
+        peers=dict(torch=lambda F, z, y, k, r="mean": F.nll_loss(
+            z, y, weight=k.get("class_weight"), ignore_index=_torch_ignore(k), reduction=r),
                    jax=lambda J, z, y, k: -J.np.mean(_jax_take(J, z, y)))),
     _classes(
         "multi_margin", "margin", "Multi-class margin (hinge) loss",
@@ -67,6 +76,7 @@ DECLARATIONS = [
         reference=R._multi_margin, sampler=dict(y_pred=normal(), y_true="labels"),
         peers=dict(
             torch=lambda F, z, y, k, r="mean": F.multi_margin_loss(
-                z, y, p=k["power"], margin=k["margin"], reduction=r),
+                z, y, p=k["power"], margin=k["margin"], weight=k.get("class_weight"),
+                reduction=r),
             jax=_jax_multi_margin)),
 ]
