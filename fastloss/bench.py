@@ -930,8 +930,9 @@ def _threads(text):
 def make_parser():
     ap = argparse.ArgumentParser(
         prog="fastloss-bench",
-        description="Time fastloss against its NumPy reference, PyTorch, JAX, scikit-learn "
-                    "and the memory-bandwidth roofline (medians of interleaved repeats).")
+        description="Time fastloss against idiomatic NumPy, its accuracy-first NumPy "
+                    "reference, PyTorch, JAX, scikit-learn and the memory-bandwidth roofline "
+                    "(medians of interleaved repeats).")
     names = [s.name for s in TABLE]
     ap.add_argument("--loss", type=_csv(str), default=None, metavar="NAME[,NAME...]",
                     help=f"losses to time (default: all {len(names)} in the table)")
