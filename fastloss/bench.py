@@ -37,9 +37,10 @@ The reference and numpy (NumPy, one thread) and jax (XLA sizes its own pool at s
 cannot be given a thread count: each is timed once per case and shown in
 every thread row.  Every contender's loss value is compared with fastloss's
 once per case, so a column that times some other function is flagged ("!").
-Peers are table-driven: ``ADAPTERS`` holds one row per loss with the torch,
-jax and sklearn spelling of that loss; a loss without a row has no peer
-column.  The loss timed as "fastloss" is looked up in ``fastloss.losses`` at
+Peers are table-driven: ``ADAPTERS`` holds one row per loss with the numpy,
+torch, jax and sklearn spelling of that loss (its declaration's ``peers``); a
+loss without a spelling for a peer has no value in that peer's column.  The
+numpy column's ``grad`` method calls the same function (the value included).  The loss timed as "fastloss" is looked up in ``fastloss.losses`` at
 run time, which is how the tests substitute an instrumented one.
 """
 import argparse
