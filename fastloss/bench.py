@@ -742,7 +742,7 @@ def machine_info(peers):
             "platform": platform.platform(), "python": platform.python_version(),
             "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             **{k: cfg.get(k) for k in ("fastloss", "numpy", "compiler", "cflags", "openmp",
-                                       "openmp_version", "simd", "hand_vectorized",
+                                       "openmp_version", "simd", "simd_isa", "simd_levels",
                                        "threads")}}
     info["peers"] = {name: mod.version for name, mod in peers.items()}
     return info
@@ -756,8 +756,8 @@ def format_header(info, settings, skipped):
         f"machine : {info['cpu']} ({platform.machine()}), {info['cpus']} logical CPUs "
         f"({info['usable_cpus']} usable), load average {load}",
         f"build   : {info['compiler']}, {omp}, default threads {info['threads']}",
-        f"SIMD    : {info['simd']} (run-time dispatch), hand-vectorized loops: "
-        f"{info['hand_vectorized']}",
+        f"SIMD    : level {info['simd']} = {info['simd_isa']} (FASTLOSS_SIMD; this CPU runs "
+        f"{info['simd_levels']})",
         f"python  : {info['python']}, numpy {info['numpy']}, {info['platform']}",
         "peers   : " + (", ".join(f"{k} {v}" for k, v in info["peers"].items()) or "none"),
     ]

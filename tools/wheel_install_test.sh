@@ -43,7 +43,7 @@ if [ -n "$QEMU_CPU" ]; then
         echo "wheel_install_test: smoke test under qemu-x86_64 -cpu $QEMU_CPU (no AVX)"
         t0=$(date +%s)
         env -u PYTHONPATH PATH="$VENV/bin" "$qemu" -cpu "$QEMU_CPU" \
-            "$VENV/bin/python" "$HERE/wheel_smoke.py" --expect-simd SSE2
+            "$VENV/bin/python" "$HERE/wheel_smoke.py" --expect-simd sse2
         echo "wheel_install_test: qemu run $(( $(date +%s) - t0 )) s"
     else
         echo "wheel_install_test: NOTICE: qemu-x86_64 not installed (apt-get install qemu-user):" \

@@ -2,7 +2,7 @@
 virtual environment that has the wheel and NumPy only).
 
     python tools/wheel_smoke.py            # exit status 0: the wheel works
-    python tools/wheel_smoke.py --expect-simd SSE2   # and that SIMD level is chosen
+    python tools/wheel_smoke.py --expect-simd sse2   # and that SIMD level is chosen
 
 Checks, each failing loudly:
   * fastloss is imported from the environment's site-packages (not from a
