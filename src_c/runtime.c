@@ -166,15 +166,15 @@ const char *fl_simd_level(void)
 #endif
 }
 
-/* The hand-vectorized AVX-512 loops (ce_simd.c, sign_labels.c): used when
- * the CPU has them and they are switched on (the default, set by the
- * binding at import; tests switch them off to check the portable loops on
- * the same machine). */
+/* The hand-vectorized loops (ce_simd.c, sign_labels.c, compiled for the
+ * build's ISA level, so always safe to run): used when they are compiled in
+ * and switched on (the default, set by the binding at import; tests switch
+ * them off to check the portable loops on the same machine). */
 static int fl_simd_loops = 0;
 
 void fl_simd_loops_set(int on)
 {
-    __atomic_store_n(&fl_simd_loops, on && fl_cpu_avx512() ? 1 : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fl_simd_loops, on && FL_HAVE_SIMD_LOOPS ? 1 : 0, __ATOMIC_RELAXED);
 }
 
 int fl_simd_loops_get(void) { return __atomic_load_n(&fl_simd_loops, __ATOMIC_RELAXED); }
