@@ -6,6 +6,7 @@
  * in use, chosen by fl_simd_select (the binding calls it at import with
  * FASTLOSS_SIMD).  Switching is for import time and tests: a call in flight
  * keeps the table it loaded. */
+#include <stdio.h>
 #include <string.h>
 
 #include "fl_internal.h"
@@ -139,16 +140,19 @@ const char *fl_simd_level(void)
 const char *fl_simd_isa(void)
 {
     const char *n = isa()->name;
-    const char *loops = !isa()->hand_loops ? ", no hand-vectorized loops"
-                      : fl_simd_loops_get() ? "" : ", hand-vectorized loops off";
-    static char buf[128];
+    const char *hl = isa()->hand_loops;
+    static char buf[160];
     const char *w = !strcmp(n, "avx512") ? "AVX-512 (x86-64-v4)"
                   : !strcmp(n, "avx2")   ? "AVX2+FMA (x86-64-v3)"
                   : !strcmp(n, "sse2")   ? "SSE2 (x86-64 baseline)"
                   : !strcmp(n, "neon")   ? "NEON (aarch64)"
                   : "portable C (no SIMD target)";
-    strcpy(buf, w);
-    strcat(buf, loops);
+    if (!hl)
+        snprintf(buf, sizeof buf, "%s, no hand-vectorized loops", w);
+    else if (!fl_simd_loops_get())
+        snprintf(buf, sizeof buf, "%s, hand-vectorized loops (%s) off", w, hl);
+    else
+        snprintf(buf, sizeof buf, "%s, hand-vectorized loops %s", w, hl);
     return buf;
 }
 

@@ -55,14 +55,14 @@
 #define fl_probe_f32              FL_ISA_SYM(fl_probe_f32)
 #define fl_probe_f64              FL_ISA_SYM(fl_probe_f64)
 /* internal to a copy (the hand-vectorized loops) */
-#define fl_cpu_avx512             FL_ISA_SYM(fl_cpu_avx512)
-#define fl_ce_cols_f32_avx512     FL_ISA_SYM(fl_ce_cols_f32_avx512)
-#define fl_ce_scale_f32_avx512    FL_ISA_SYM(fl_ce_scale_f32_avx512)
-#define fl_ce_scale_f64_avx512    FL_ISA_SYM(fl_ce_scale_f64_avx512)
-#define fl_ce_seg_a_f32_avx512    FL_ISA_SYM(fl_ce_seg_a_f32_avx512)
-#define fl_ce_seg_a_f64_avx512    FL_ISA_SYM(fl_ce_seg_a_f64_avx512)
-#define fl_margin_rows_f32_avx512 FL_ISA_SYM(fl_margin_rows_f32_avx512)
-#define fl_zero_stream_avx512     FL_ISA_SYM(fl_zero_stream_avx512)
+#define fl_simd_loops_isa         FL_ISA_SYM(fl_simd_loops_isa)
+#define fl_ce_cols_f32_simd       FL_ISA_SYM(fl_ce_cols_f32_simd)
+#define fl_ce_scale_f32_simd      FL_ISA_SYM(fl_ce_scale_f32_simd)
+#define fl_ce_scale_f64_simd      FL_ISA_SYM(fl_ce_scale_f64_simd)
+#define fl_ce_seg_a_f32_simd      FL_ISA_SYM(fl_ce_seg_a_f32_simd)
+#define fl_ce_seg_a_f64_simd      FL_ISA_SYM(fl_ce_seg_a_f64_simd)
+#define fl_margin_rows_f32_simd   FL_ISA_SYM(fl_margin_rows_f32_simd)
+#define fl_zero_stream_simd       FL_ISA_SYM(fl_zero_stream_simd)
 #endif /* FL_ISA */
 
 #endif /* FL_ISA_H */

@@ -32,7 +32,7 @@
 #define FL_ISA_ENTRY_FIELD(field, fn) __typeof__(fn) *field;
 typedef struct {
     const char *name;          /* "avx512", "avx2", "sse2", "neon", "generic" */
-    int hand_loops;            /* 1: the copy has hand-vectorized loops       */
+    const char *hand_loops;    /* the hand-vectorized loops' vector ISA, or NULL */
     FL_ISA_ENTRIES(FL_ISA_ENTRY_FIELD)
 } fl_isa_table;
 

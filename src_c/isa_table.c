@@ -4,6 +4,12 @@
 #include "ce_simd.h"
 #include "rows.h"
 #include "isa_entry.h"
+#if FL_HAVE_SIMD_LOOPS
+#include "simd.h"
+#define FL_HAND_LOOPS FL_V_NAME
+#else
+#define FL_HAND_LOOPS NULL
+#endif
 
 #ifndef FL_ISA
 #error "isa_table.c is compiled once per ISA level, with -DFL_ISA=<level>"
@@ -12,6 +18,6 @@
 #define FL_ISA_ENTRY_INIT(field, fn) fn,
 const fl_isa_table FL_ISA_SYM(fl_isa_table) = {
     FL_ISA_STR(FL_ISA),
-    FL_HAVE_CE_AVX512,
+    FL_HAND_LOOPS,
     FL_ISA_ENTRIES(FL_ISA_ENTRY_INIT)
 };

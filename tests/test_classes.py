@@ -1762,7 +1762,7 @@ def _ce_rows_f64(z, y):
     return loss, g, np.abs(z - m)
 
 
-@pytest.mark.skipif(not _core.simd_loops(), reason="CPU without AVX-512: no hand-vectorized loops")
+@pytest.mark.skipif(not _core.simd_loops(), reason="level in use has no hand-vectorized loops (FASTLOSS_SIMD=portable?)")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("C", [7, 10, 17, 160, 161, 1000, 1023, 8192, 8193, 20000])
 def test_ce_simd_rows_accuracy(C, dtype):
@@ -1821,7 +1821,7 @@ def test_ce_simd_rows_accuracy(C, dtype):
             assert np.array_equal(a, b)
 
 
-@pytest.mark.skipif(not _core.simd_loops(), reason="CPU without AVX-512: no hand-vectorized loops")
+@pytest.mark.skipif(not _core.simd_loops(), reason="level in use has no hand-vectorized loops (FASTLOSS_SIMD=portable?)")
 @pytest.mark.parametrize("C", [1, 2, 7, 16, 17])
 def test_margin_simd_rows_match_portable(C):
     """multi_margin's AVX-512 rows (float32, C <= 16) against the portable

@@ -1121,7 +1121,7 @@ def _all_methods(L, p, t, out):
     return res
 
 
-@pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
+@pytest.mark.skipif(not fl._core.simd_loops(), reason="level in use has no hand-vectorized loops (FASTLOSS_SIMD=portable?)")
 @pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_hinge_packed_labels_match_portable(name, dtype):
@@ -1166,7 +1166,7 @@ def test_hinge_packed_labels_match_portable(name, dtype):
         assert len(sums) == 1, f"n={n}: reductions depend on out's alignment or the threads"
 
 
-@pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
+@pytest.mark.skipif(not fl._core.simd_loops(), reason="level in use has no hand-vectorized loops (FASTLOSS_SIMD=portable?)")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_hinge_packed_labels_check_before_writing(dtype):
     """The packing pass is the label check: a bad label anywhere (first,
