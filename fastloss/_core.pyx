@@ -58,6 +58,11 @@ cdef extern from "fastloss.h" nogil:
         void *hess[2]
         double scale
         int stream
+        int chk_op
+        int chk_open
+        double chk_lo
+        double chk_hi
+        int *chk_bad
     double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                      const fl_ew_args *a, int nthreads)
     const char *fl_ew_kernel_name(int k)
@@ -960,6 +965,7 @@ cdef class Loss:
         a.grad[0] = a.grad[1] = a.hess[0] = a.hess[1] = NULL
         a.scale = 1.0
         a.stream = 0
+        a.chk_bad = NULL
         _element_strides(p, nd, a.s[FL_EW_P])
         a.in_[FL_EW_P] = cnp.PyArray_DATA(p)
         # y_true: an array of y_pred's shape or 0-d, or a Python number
@@ -1045,7 +1051,23 @@ cdef class Loss:
         cdef int bad
         cdef const void *cp
         cdef bint signs = self.sign_labels and plain
-        if not signs and self._checks_fail(&a, n, dt, own):
+        # fresh outputs: one range check on an operand of the compute type
+        # runs inside the kernel's pass, block by block (no pass of its
+        # own); a failure discards the outputs and goes to the generic path
+        cdef int chk_bad = 0
+        cdef int ck
+        if not signs and out is None and len(self.checks) == 1:
+            chk = self.checks[0]
+            ck = FL_EW_P if chk[0] == 0 else FL_EW_T if chk[0] == 1 else FL_EW_X
+            if (chk[5] is None and (ck == FL_EW_P or a.type[ck] == own)
+                    and (dt == FL_F64 or (<double><float>chk[1] == chk[1]
+                                          and <double><float>chk[2] == chk[2]))):
+                a.chk_op = ck
+                a.chk_lo = chk[1]
+                a.chk_hi = chk[2]
+                a.chk_open = (1 if chk[3] else 0) | (2 if chk[4] else 0)
+                a.chk_bad = &chk_bad
+        if not signs and a.chk_bad == NULL and self._checks_fail(&a, n, dt, own):
             return _MISS
 
         # the mean's denominator
@@ -1147,6 +1169,8 @@ cdef class Loss:
                     sm = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
             else:
                 sm = fl_ew_run(dt, kern, mode, &prm, &a, nthreads)
+            if chk_bad:
+                return _MISS          # the generic path reports the value
 
         if d1 is not None:
             deriv = (deriv, d1)

@@ -113,11 +113,11 @@ FL_INLINE fl_vd exp_le0_d(fl_vd d)
 /* ------------------------------------------------------------------
  * Few classes (C <= CE_COLS_MAXC): one sample per lane.  A block of J <= 64
  * rows is brought class by class into buf (class c of sample j at
- * buf[c * 64 + j]; by gathers where the ISA has them, else a plain
- * transpose), the maximum, exponentials and sums run across samples, the
+ * buf[c * 64 + j]; by gathers on AVX-512, else by L x L register
+ * transposes), the maximum, exponentials and sums run across samples, the
  * per-sample logs in float64 (vmath, vectorized), and the gradient goes
- * back into the rows (scatters on AVX-512, else through buf and a plain
- * transpose).  Lanes past J are padded with 0 and never stored.  Infinite
+ * back into the rows (scatters on AVX-512, else the transposes the other
+ * way).  Lanes past J are padded with 0 and never stored.  Infinite
  * maxima take the same limits as the portable loops (a sample's result
  * never depends on its neighbours). */
 #define CB 64
@@ -151,7 +151,9 @@ int fl_ce_cols_f32_simd(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf, d
         zyA[j] = z[j * C + yA[j]];
     }
     for (fl_idx j = J; j < Jr; j++) yF[j] = ignF[j] = 1.0f;
-    /* pass 1: the classes into buf, and the maximum */
+    /* pass 1: the classes into buf, and the maximum: by gathers on
+     * AVX-512, elsewhere by L x L transposes of L rows' chunks of L classes
+     * (cheaper than gathers on AVX2 CPUs, and the only way on SSE2 / NEON) */
 #if FL_V_GATHER
     int32_t idx[CB];
     for (fl_idx j = 0; j < Jr; j++) idx[j] = (int32_t)(j < J ? j * C : 0);
@@ -166,13 +168,22 @@ int fl_ce_cols_f32_simd(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf, d
         vf_store(mA + jb, m);
     }
 #else
-    for (fl_idx j = 0; j < J; j++)
-        for (fl_idx c = 0; c < C; c++) buf[c * CB + j] = z[j * C + c];
-    for (fl_idx c = 0; c < C; c++)
-        for (fl_idx j = J; j < Jr; j++) buf[c * CB + j] = 0.0f;
     for (fl_idx jb = 0; jb < Jr; jb += LF) {
+        const int nb = (int)(J - jb < LF ? J - jb : LF);
         fl_vf m = ninf;
-        for (fl_idx c = 0; c < C; c++) m = vf_max(vf_load(buf + c * CB + jb), m);
+        for (fl_idx c0 = 0; c0 < C; c0 += LF) {
+            const int nc = (int)(C - c0 < LF ? C - c0 : LF);
+            fl_vf r[LF];
+            for (int j = 0; j < LF; j++) {
+                const float *row = z + (jb + j) * C + c0;
+                r[j] = j >= nb ? zero : nc == LF ? vf_load(row) : vf_loadp(row, nc, 0.0f);
+            }
+            vf_transpose(r);
+            for (int c = 0; c < nc; c++) {
+                vf_store(buf + (c0 + c) * CB + jb, r[c]);
+                m = vf_max(r[c], m);
+            }
+        }
         vf_store(mA + jb, m);
     }
 #endif
@@ -224,30 +235,45 @@ int fl_ce_cols_f32_simd(const fl_cls_args *a, fl_idx i0, fl_idx J, float *buf, d
         for (fl_idx j = 0; j < J; j++) val[j] = (float)lossA[j];
     *acc_out = acc;
     if (!g) return 1;
-    /* pass 3: the gradient, back into the rows */
+    /* pass 3: the gradient, back into the rows (scatters on AVX-512,
+     * elsewhere the transposes of pass 1 the other way) */
     for (fl_idx jb = 0; jb < Jr; jb += LF) {
         const fl_vf f = vf_load(fA + jb), gy = vf_load(gyA + jb), y = vf_load(yF + jb);
         const fl_mf live = vf_eq(vf_load(ignF + jb), zero);   /* ignored: exact zeros */
-        fl_vf cv = zero;
-#if FL_V_SCATTER
         const int nb = (int)(J - jb < LF ? J - jb : LF);
-#endif
+#if FL_V_SCATTER
+        fl_vf cv = zero;
         for (fl_idx c = 0; c < C; c++) {
             fl_vf v = vf_load(buf + c * CB + jb) * f;
             v = vf_sel(vf_eq(y, cv), gy, v);
             v = vf_zsel(live, v);
-#if FL_V_SCATTER
             vf_scatter(g + c, idx + jb, nb, v);
-#else
-            vf_store(buf + c * CB + jb, v);
-#endif
             cv = cv + vf_set1(1.0f);
         }
-    }
-#if !FL_V_SCATTER
-    for (fl_idx j = 0; j < J; j++)
-        for (fl_idx c = 0; c < C; c++) g[j * C + c] = buf[c * CB + j];
+#else
+        for (fl_idx c0 = 0; c0 < C; c0 += LF) {
+            const int nc = (int)(C - c0 < LF ? C - c0 : LF);
+            fl_vf r[LF];
+            for (int c = 0; c < LF; c++) {
+                if (c < nc) {
+                    fl_vf v = vf_load(buf + (c0 + c) * CB + jb) * f;
+                    v = vf_sel(vf_eq(y, vf_set1((float)(c0 + c))), gy, v);
+                    r[c] = vf_zsel(live, v);
+                } else {
+                    r[c] = zero;
+                }
+            }
+            vf_transpose(r);
+            for (int j = 0; j < nb; j++) {
+                float *row = g + (jb + j) * C + c0;
+                if (nc == LF)
+                    vf_store(row, r[j]);
+                else
+                    vf_storep(row, nc, r[j]);
+            }
+        }
 #endif
+    }
     return 1;
 }
 

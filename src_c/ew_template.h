@@ -216,6 +216,23 @@ static const T *SFX(load)(const char *src, int type, fl_idx s, fl_idx n,
  * streamed or not, so the sums round alike on both paths. */
 #define EW_BIG 4096
 
+/* Whether any of v[0..n) lies outside [lo, hi] (open: bit 0 the low end,
+ * bit 1 the high one); NaN passes.  The fused data check (fl_ew_args). */
+static inline int SFX(outside_blk)(const T *FL_RESTRICT v, fl_idx n, T lo, T hi, int open)
+{
+    int bad = 0;
+    if (open == 0) {
+        _Pragma("omp simd reduction(|:bad)")
+        for (fl_idx i = 0; i < n; i++) bad |= (v[i] < lo) | (v[i] > hi);
+    } else {
+        const int lo_open = open & 1, hi_open = (open >> 1) & 1;
+        _Pragma("omp simd reduction(|:bad)")
+        for (fl_idx i = 0; i < n; i++)
+            bad |= (lo_open ? v[i] <= lo : v[i] < lo) | (hi_open ? v[i] >= hi : v[i] > hi);
+    }
+    return bad;
+}
+
 /* Process the flat C-order index range [start, end) of the iteration space.
  * stream: the one output (grad or hess) is written by streaming stores
  * (contiguous rows; see ew_run).  nd: the kernel's derivative outputs; a
@@ -253,9 +270,13 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
     /* scratch for unwanted derivative outputs (nd == 2 and a wrt subset) */
     T scr_g[EW_GATHER], scr_h[EW_GATHER];
     const int want_g = (mode & FL_GRAD) != 0, want_h = (mode & FL_HESS) != 0;
+    int *const chk_bad = a->chk_bad;
+    const int chk_op = a->chk_op, chk_open = a->chk_open;
+    const T chk_lo = (T)a->chk_lo, chk_hi = (T)a->chk_hi;
     double acc = 0.0;
     fl_idx pos = start;
     while (pos < end) {
+        if (chk_bad && __atomic_load_n(chk_bad, __ATOMIC_RELAXED)) break;
         const char *row[FL_EW_NOPS];
         fl_idx inner[FL_EW_NOPS];
         int contiguous = 1;
@@ -288,6 +309,10 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
                 const char *src = row[k] + o * inner[k] * (fl_idx)esz[k];
                 in_[k] = contiguous ? (const T *)src
                                     : SFX(load)(src, typ[k], inner[k], m, bufs[k]);
+            }
+            if (chk_bad && SFX(outside_blk)(in_[chk_op], m, chk_lo, chk_hi, chk_open)) {
+                __atomic_store_n(chk_bad, 1, __ATOMIC_RELAXED);
+                break;
             }
             b.p = in_[FL_EW_P]; b.t = in_[FL_EW_T];
             b.w = has_w ? in_[FL_EW_W] : NULL; b.x = has_x ? in_[FL_EW_X] : NULL;

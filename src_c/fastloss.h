@@ -107,11 +107,22 @@ typedef struct {
     int stream;                     /* grad / hess are caller buffers
                                      * (out=): large ones may be written
                                      * by streaming stores; else 0         */
+    /* A data check fused into the pass, for calls whose outputs are all
+     * fresh (a failing block leaves them partly written; the caller
+     * discards them and reports through its own checks).  When chk_bad is
+     * not NULL, operand chk_op, of the compute type, must lie in
+     * [chk_lo, chk_hi] (chk_open: bit 0 opens the low end, bit 1 the high
+     * one; NaN passes); a value outside sets *chk_bad and ends the call
+     * early. */
+    int chk_op, chk_open;
+    double chk_lo, chk_hi;
+    int *chk_bad;
 } fl_ew_args;
 
 /* Runs an elementwise call.  mode is a set of fl_mode bits and must agree
  * with the non-NULL outputs.  Returns the sum (FL_SUM) or 0.  Never fails:
- * every check is done by the caller before anything is written. */
+ * every check is done by the caller before anything is written, or, for
+ * fresh outputs, fused into the pass (chk_bad above). */
 double fl_ew_run(int dtype, int kernel, int mode, const fl_params *prm,
                  const fl_ew_args *a, int nthreads);
 const char *fl_ew_kernel_name(int kernel);   /* "" when out of range */

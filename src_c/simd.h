@@ -30,18 +30,20 @@
  *   acc(lo,hi,v): lo,hi += v widened to double  vcvtps2pd / cvtps2pd / fcvtl
  *   scale2k(p,k) = p * 2^k (k integral, -160 <= k <= 0 for float,
  *     -1080 <= k <= 0 for double), rounded once as the exact product:
- *     vscalefps on AVX-512; elsewhere two multiplications by 2^(k/2) and
- *     2^(k-k/2) built in the exponent field (the first is exact, the
- *     second rounds a subnormal result once), so every width gives the
- *     same bits
+ *     vscalefps on AVX-512; elsewhere one multiplication by 2^k built in
+ *     the exponent field when every lane's 2^k is normal (the common case:
+ *     e^d above 2^-126), else two by 2^(k/2) and 2^(k-k/2) (the first is
+ *     exact, the second rounds a subnormal result once), so every width
+ *     gives the same bits
  *   mask <-> bits (bit i: lane i)  kmov      vmovmskps / vpcmpeqd
  *                                           movmskps / pcmpeqd   and+addv / cmtst
  *   stream (aligned non-temporal store) vmovntps / vmovntps / movntps; none
  *     on NEON (FL_V_STREAM 0: the callers use ordinary stores); fence: sfence
  *   funnel(a,b,h): lanes h.. of a then lanes ..h-1 of b   vpermt2ps /
  *     2 x vpermps + vblendvps / byte shifts (psrldq, pslldq) / ext
- *   gather (FL_V_GATHER: AVX-512, AVX2) vgatherdps; scatter (FL_V_SCATTER:
- *     AVX-512) vscatterdps; elsewhere the callers transpose with plain loops
+ *   gather (FL_V_GATHER) vgatherdps and scatter (FL_V_SCATTER) vscatterdps
+ *     on AVX-512; elsewhere transpose(r): r[0..L) as an L x L matrix,
+ *     transposed in place (unpck/shufps/vperm2f128, _MM_TRANSPOSE4_PS, trn)
  */
 #ifndef FL_SIMD_H
 #define FL_SIMD_H
@@ -89,7 +91,7 @@ typedef __m256d fl_vd;
 typedef __m256 fl_mf;
 typedef __m256d fl_md;
 #define FL_V_STREAM 1
-#define FL_V_GATHER 1
+#define FL_V_GATHER 0
 #define FL_V_SCATTER 0
 #elif FL_V_SSE2
 #define FL_V_NAME "SSE2"
@@ -169,6 +171,34 @@ FL_VI fl_vd vd_scale2k_bits(fl_vd p, fl_vd k)
     fl_vi64 e2 = ((fl_vi64)(k2 + shift) + bias) << 52;
     return (p * (fl_vd)e1) * (fl_vd)e2;
 }
+
+/* the same in one step, exact when 2^k is a normal number (-126 <= k <= 127
+ * for float, -1022 <= k <= 1023 for double): p times 2^k rounds once, as
+ * the two steps do; the callers take it when every lane allows it */
+FL_VI fl_vf vf_scale2k_one(fl_vf p, fl_vf k)
+{
+    const fl_vf shift = vf_set1(12582912.0f);
+    const fl_vi32 bias = (fl_vi32){0} + (127 - 0x4B400000);
+    return p * (fl_vf)(((fl_vi32)(k + shift) + bias) << 23);
+}
+FL_VI fl_vd vd_scale2k_one(fl_vd p, fl_vd k)
+{
+    const fl_vd shift = vd_set1(0x1.8p52);
+    const fl_vi64 bias = (fl_vi64){0} + (1023 - 0x4338000000000000LL);
+    return p * (fl_vd)(((fl_vi64)(k + shift) + bias) << 52);
+}
+/* p * 2^k without vscalef: one step unless a lane's 2^k is subnormal */
+#define FL_SCALE2K_BY_BITS                                                    \
+    FL_VI fl_vf vf_scale2k(fl_vf p, fl_vf k)                                  \
+    {                                                                         \
+        return mf_any(vf_lt(k, vf_set1(-126.0f))) ? vf_scale2k_bits(p, k)     \
+                                                  : vf_scale2k_one(p, k);     \
+    }                                                                         \
+    FL_VI fl_vd vd_scale2k(fl_vd p, fl_vd k)                                  \
+    {                                                                         \
+        return md_any(vd_lt(k, vd_set1(-1022.0))) ? vd_scale2k_bits(p, k)     \
+                                                  : vd_scale2k_one(p, k);     \
+    }
 
 /* ================================================================ AVX-512 */
 #if FL_V_AVX512
@@ -317,8 +347,7 @@ FL_VI void vf_acc(fl_vd *lo, fl_vd *hi, fl_vf v)
     *lo += _mm256_cvtps_pd(_mm256_castps256_ps128(v));
     *hi += _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
 }
-FL_VI fl_vf vf_scale2k(fl_vf p, fl_vf k) { return vf_scale2k_bits(p, k); }
-FL_VI fl_vd vd_scale2k(fl_vd p, fl_vd k) { return vd_scale2k_bits(p, k); }
+FL_SCALE2K_BY_BITS
 FL_VI void vf_stream(float *p, fl_vf v) { _mm256_stream_ps(p, v); }
 FL_VI void vd_stream(double *p, fl_vd v) { _mm256_stream_pd(p, v); }
 FL_VI fl_vf vf_funnel(fl_vf a, fl_vf b, int h)
@@ -343,13 +372,29 @@ FL_VI fl_vd vd_funnel(fl_vd a, fl_vd b, int h)
         _mm256_permutevar8x32_ps(_mm256_castpd_ps(a), idx),
         _mm256_permutevar8x32_ps(_mm256_castpd_ps(b), idx), fromb));
 }
-FL_VI fl_vf vf_gather(const float *base, const int32_t *idx, int n)
+/* r[0..8) as the rows of an 8 x 8 matrix, transposed in place */
+FL_VI void vf_transpose(fl_vf r[8])
 {
-    __m256i iv;
-    memcpy(&iv, idx, sizeof iv);
-    const __m256 m = _mm256_cmp_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7),
-                                   _mm256_set1_ps((float)n), _CMP_LT_OQ);
-    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, iv, m, 4);
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 FL_VI void fl_vfence(void) { _mm_sfence(); }
 
@@ -408,8 +453,7 @@ FL_VI void vf_acc(fl_vd *lo, fl_vd *hi, fl_vf v)
     *lo += _mm_cvtps_pd(v);
     *hi += _mm_cvtps_pd(_mm_movehl_ps(v, v));
 }
-FL_VI fl_vf vf_scale2k(fl_vf p, fl_vf k) { return vf_scale2k_bits(p, k); }
-FL_VI fl_vd vd_scale2k(fl_vd p, fl_vd k) { return vd_scale2k_bits(p, k); }
+FL_SCALE2K_BY_BITS
 FL_VI void vf_stream(float *p, fl_vf v) { _mm_stream_ps(p, v); }
 FL_VI void vd_stream(double *p, fl_vd v) { _mm_stream_pd(p, v); }
 /* byte shifts take immediates: a switch on h (constant within a loop, so
@@ -425,6 +469,8 @@ FL_VI fl_vf vf_funnel(fl_vf a, fl_vf b, int h)
     }
 }
 FL_VI fl_vd vd_funnel(fl_vd a, fl_vd b, int h) { return h ? _mm_shuffle_pd(a, b, 1) : a; }
+/* r[0..4) as the rows of a 4 x 4 matrix, transposed in place */
+FL_VI void vf_transpose(fl_vf r[4]) { _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]); }
 FL_VI void fl_vfence(void) { _mm_sfence(); }
 
 /* ================================================================ NEON */
@@ -496,8 +542,7 @@ FL_VI void vf_acc(fl_vd *lo, fl_vd *hi, fl_vf v)
     *lo += vcvt_f64_f32(vget_low_f32(v));
     *hi += vcvt_high_f64_f32(v);
 }
-FL_VI fl_vf vf_scale2k(fl_vf p, fl_vf k) { return vf_scale2k_bits(p, k); }
-FL_VI fl_vd vd_scale2k(fl_vd p, fl_vd k) { return vd_scale2k_bits(p, k); }
+FL_SCALE2K_BY_BITS
 /* no non-temporal store intrinsic (FL_V_STREAM 0): ordinary stores */
 FL_VI void vf_stream(float *p, fl_vf v) { vf_store(p, v); }
 FL_VI void vd_stream(double *p, fl_vd v) { vd_store(p, v); }
@@ -511,6 +556,15 @@ FL_VI fl_vf vf_funnel(fl_vf a, fl_vf b, int h)
     }
 }
 FL_VI fl_vd vd_funnel(fl_vd a, fl_vd b, int h) { return h ? vextq_f64(a, b, 1) : a; }
+/* r[0..4) as the rows of a 4 x 4 matrix, transposed in place */
+FL_VI void vf_transpose(fl_vf r[4])
+{
+    float32x4x2_t a = vtrnq_f32(r[0], r[1]), b = vtrnq_f32(r[2], r[3]);
+    r[0] = vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0]));
+    r[1] = vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1]));
+    r[2] = vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0]));
+    r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
+}
 FL_VI void fl_vfence(void) {}
 #endif
 

@@ -29,6 +29,7 @@ import pytest
 import fastloss as fl
 from fastloss._registry import make_inputs
 from fastloss._registry import TWO_INPUT as TABLE
+from fastloss._registry import TABLE as ALL_LOSSES
 from fastloss._spec import UNIT
 
 SPECS = [s for s in TABLE if s.family == "elementwise"]
@@ -1961,3 +1962,50 @@ def test_sigmoid_focal_gamma_two_fast_form(dtype):
             scale = np.abs(want) + (np.abs(want).max() if dtype == np.float32 and m != "value"
                                     else 0)
             assert np.all(np.abs(got - want) <= rt * scale + 1e-300), (gamma, m)
+
+
+def _bad_value(dom):
+    """A value outside an interval domain."""
+    if math.isfinite(dom.lo):
+        return dom.lo if dom.lo_open else dom.lo - 0.5
+    return dom.hi if dom.hi_open else dom.hi + 0.5
+
+
+RANGE_CHECKED = [(s, c) for s in ALL_LOSSES if s.family == "elementwise"
+                 for c in s.checks if c.domain.values is None]
+
+
+@pytest.mark.parametrize("spec,chk", RANGE_CHECKED,
+                         ids=[f"{s.name}-{c.arg}" for s, c in RANGE_CHECKED])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_range_check_in_the_pass(spec, chk, dtype):
+    """A range check of the data (poisson's y_true >= 0, ...) runs inside
+    the kernel's pass when every output is fresh (no pass of its own; the
+    fast path, src_c/ew_template.h outside_blk) and before anything is
+    written when out= is given.  A bad value in the first, a middle or the
+    last block, at 1 and 2 threads, by every method: the same ValueError
+    as the generic path's, naming the argument; a provided out= untouched;
+    the same inputs without the bad value give the reference's result."""
+    L = getattr(fl, spec.name)
+    n = 3 * 65536 + 17                       # several chunks and blocks
+    ins = list(make_inputs(spec.name, (n,), dtype, np.random.default_rng(7))[:-1])
+    k = [o.name for o in spec.operands].index(chk.arg)
+    wrt = spec.operands[0].name
+    good = L.value_and_grad(*ins, wrt=wrt)
+    ref = L.reference(*[a.astype(np.float64) for a in ins])
+    assert math.isclose(float(good[0]), float(ref), rel_tol=1e-5 if dtype == np.float32 else 1e-12)
+    for pos in (0, n // 2, n - 1):
+        bad = [a.copy() for a in ins]
+        bad[k][pos] = _bad_value(chk.domain)
+        for nt in (1, 2):
+            for m in ("value", "grad", "value_and_grad"):
+                f = L if m == "value" else getattr(L, m)
+                kw = dict(n_threads=nt) if m == "value" else dict(n_threads=nt, wrt=wrt)
+                with pytest.raises(ValueError) as ei:
+                    f(*bad, **kw)
+                assert chk.arg in str(ei.value) and spec.name in str(ei.value)
+                if m != "value":
+                    out = np.full(n, 1234.5, dtype)
+                    with pytest.raises(ValueError):
+                        f(*bad, out=out, **kw)
+                    assert (out == 1234.5).all(), "out= written before the error"
