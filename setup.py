@@ -9,12 +9,18 @@ Environment knobs (all optional):
   FASTLOSS_DISABLE_OPENMP=1   build without OpenMP even if the compiler has it
   FASTLOSS_EXTRA_CFLAGS="..."  appended to the compile and link flags
                                (e.g. sanitizers; see .ci/run)
+  FASTLOSS_ISA_LEVELS=a,b     build only these ISA levels of the kernels (the
+                               baseline level is always built)
+  FASTLOSS_NO_CLONES=1        only the baseline level (sanitizer builds)
 Cross builds (tools/test_aarch64.sh, docs/development.md):
   FASTLOSS_NUMPY_INCLUDE=dir  NumPy's C headers of the target (default: the
                                building interpreter's numpy.get_include())
   FASTLOSS_PROBE_RUNNER="..."  command prefix that runs the probe programs
                                (an emulator: "qemu-aarch64 -L <sysroot>")
-  FASTLOSS_NO_CLONES=1        one portable code path, no run-time ISA dispatch
+
+ISA levels (src_c/isa.h, SPEC section 9): the kernel sources ISA_SOURCES are
+compiled once per level of the target architecture, each copy with its
+level's flags and -DFL_ISA=<level>; src_c/dispatch.c picks one at import.
 """
 import os
 import shlex
@@ -28,14 +34,30 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+# compiled once, with the baseline flags
 C_SOURCES = [
+    "src_c/runtime.c",
+    "src_c/dispatch.c",
+]
+# compiled once per ISA level (src_c/isa.h)
+ISA_SOURCES = [
     "src_c/elementwise.c",
     "src_c/classwise.c",
     "src_c/ce_simd.c",
     "src_c/sign_labels.c",
-    "src_c/runtime.c",
     "src_c/rows.c",
+    "src_c/convert.c",
+    "src_c/isa_table.c",
 ]
+# the levels of each target architecture, best first, the baseline last:
+# (name, flags, a predefined macro the flags must turn on)
+ISA_LEVELS = {
+    "x86_64": [("avx512", ["-march=x86-64-v4"], "__AVX512BW__"),
+               ("avx2", ["-march=x86-64-v3"], "__AVX2__"),
+               ("sse2", [], "__SSE2__")],
+    "aarch64": [("neon", [], "__ARM_NEON")],
+    "other": [("generic", [], "__STDC__")],
+}
 
 # No -ffast-math: it breaks the NaN/inf semantics fastloss promises.  errno
 # and trapping are never used, so telling the compiler lets it vectorize.
@@ -83,6 +105,42 @@ def _probe(compiler, source, cflags, ldflags):
         return res.stdout.strip() if res.returncode == 0 else None
 
 
+def _compiles(compiler, source, cflags):
+    """Whether `source` compiles (no link, no run: cross compilers too)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(source)
+        try:
+            compiler.compile([src], output_dir=tmp, extra_postargs=list(cflags) + ["-Werror"])
+        except Exception:
+            return False
+        return True
+
+
+def _isa_levels(compiler, cflags):
+    """The ISA levels to build for the compiler's target: those whose flags
+    it accepts (and which define the level's macro), baseline last."""
+    arch = ("x86_64" if _compiles(compiler, "#ifndef __x86_64__\n#error\n#endif\n", cflags)
+            else "aarch64" if _compiles(compiler, "#ifndef __aarch64__\n#error\n#endif\n", cflags)
+            else "other")
+    levels = ISA_LEVELS[arch]
+    want = os.environ.get("FASTLOSS_ISA_LEVELS", "")
+    if os.environ.get("FASTLOSS_NO_CLONES", "") not in ("", "0"):
+        want = levels[-1][0]
+    if want:
+        names = {w.strip() for w in want.split(",") if w.strip()}
+        levels = [lv for lv in levels[:-1] if lv[0] in names] + [levels[-1]]
+    ok = []
+    for name, flags, macro in levels:
+        test = f"#ifndef {macro}\n#error\n#endif\nint fl_probe_level;\n"
+        if _compiles(compiler, test, cflags + flags):
+            ok.append((name, flags))
+        else:
+            print(f"fastloss: the compiler cannot build the {name} level ({' '.join(flags)}); skipped")
+    return arch, ok
+
+
 def _compiler_version(compiler):
     cc = compiler.compiler_so[0] if getattr(compiler, "compiler_so", None) else "cc"
     try:
@@ -116,16 +174,33 @@ class BuildExt(build_ext):
             # still honour `#pragma omp simd` (vectorized reductions)
             if _probe(cc, "int main(void){return 0;}", ["-fopenmp-simd"], []) is not None:
                 cflags.append("-fopenmp-simd")
-        if os.environ.get("FASTLOSS_NO_CLONES", "") not in ("", "0"):
-            cflags.append("-DFL_NO_CLONES")
         extra = shlex.split(os.environ.get("FASTLOSS_EXTRA_CFLAGS", ""))
         cflags += extra
         ldflags += extra
+        arch, self.isa_levels = _isa_levels(cc, cflags)
+        print(f"fastloss: ISA levels for {arch}: {', '.join(n for n, _ in self.isa_levels)}")
+        built = [(f"FL_BUILT_{name.upper()}", "1") for name, _ in self.isa_levels]
         for ext in self.extensions:
             ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
             ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
+            ext.define_macros = list(ext.define_macros or []) + built
         self._write_build_info(cc, cflags, openmp)
         super().build_extensions()
+
+    def build_extension(self, ext):
+        # the kernels, once per ISA level, each copy in its own folder
+        objects = []
+        for name, flags in self.isa_levels:
+            objects += self.compiler.compile(
+                ISA_SOURCES,
+                output_dir=os.path.join(self.build_temp, "isa", name),
+                macros=list(ext.define_macros) + [("FL_ISA", name)],
+                include_dirs=ext.include_dirs,
+                extra_postargs=list(ext.extra_compile_args) + flags,
+                depends=ext.depends,
+            )
+        ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
 
     def _write_build_info(self, cc, cflags, openmp):
         info = {
@@ -136,6 +211,7 @@ class BuildExt(build_ext):
             "platform": sysconfig.get_platform(),
             "numpy_build": (numpy.__version__ if NUMPY_INCLUDE == numpy.get_include()
                             else "headers in " + NUMPY_INCLUDE),
+            "isa_levels": [name for name, _ in self.isa_levels],
         }
         text = ("# Generated by setup.py at build time; not committed.\n"
                 f"BUILD_INFO = {info!r}\n")

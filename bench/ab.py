@@ -606,7 +606,7 @@ class WorkerProc:
 
 
 def _config_line(cfg):
-    keys = ("simd", "hand_vectorized", "openmp", "openmp_version", "threads", "losses",
+    keys = ("simd", "simd_isa", "openmp", "openmp_version", "threads", "losses",
             "compiler")
     return ", ".join(f"{k}={cfg.get(k)}" for k in keys if k in cfg) or repr(cfg)
 

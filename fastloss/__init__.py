@@ -55,7 +55,9 @@ def show_config(print_=True):
         "openmp": _core.have_openmp(),
         "openmp_version": _core.openmp_version() or None,
         "simd": _core.simd_level(),
-        "hand_vectorized": ("AVX-512 intrinsics" if _core.simd_loops() else "portable C only"),
+        "simd_isa": _core.simd_isa(),
+        "simd_levels": ",".join(_core.simd_levels()),
+        "isa_levels_built": ",".join(BUILD_INFO.get("isa_levels", [])) or "unknown",
         "threads": get_num_threads(),
         "losses": len(losses),
     }

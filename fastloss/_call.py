@@ -521,6 +521,18 @@ def reduce(call, plan, cdt, odt):
     if axis is None and reduction != "none":
         if reduction == "mean":
             wsum = plan.full_wsum()
+            w0 = plan.weights0
+            fi = np.finfo(cdt)
+            if (w0 is not None and w0.dtype.itemsize > cdt.itemsize
+                    and not fi.tiny <= abs(wsum) <= fi.max):
+                # weights wider than the compute dtype (float64 weights of a
+                # float32 call) whose total is beyond its normal range: the
+                # total of the weights as the kernels read them (rounded to
+                # cdt: 5e-324 is 0, 1e300 inf), not of the unrounded ones
+                count = math.prod(shape) // max(w0.size, 1)
+                with np.errstate(over="ignore", under="ignore"):
+                    w0 = _cast(w0, cdt)
+                wsum = _core.weight_sum(w0) * count if count else 0.0
         elif reduction == "batchmean":
             wsum = float(plan.batch)
         else:
@@ -577,7 +589,8 @@ def _slice_coefficients(plan, reduction, axis, cdt):
         for ax in axis:
             count *= shape[ax]
         return None, (1.0 / count if count else 0.0), (True if count == 0 else None)
-    s = np.ones(shape) if w is None else w.astype(np.float64)
+    # the weights as the kernels read them: rounded to the compute dtype
+    s = np.ones(shape) if w is None else w.astype(cdt).astype(np.float64)
     wk = np.sum(s if dw is None else s * dw, axis=axis, keepdims=True, dtype=np.float64)
     zero = wk == 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -618,7 +631,8 @@ def sum_to_shape(a, shape):
                                       if n == 1 and a.shape[lead + i] != 1)
     r = np.sum(a, axis=axes, dtype=np.float64 if a.dtype == np.float32 else a.dtype,
                keepdims=True) if axes else a
-    return np.ascontiguousarray(r.reshape(shape), dtype=a.dtype)
+    # (np.require, not np.ascontiguousarray: that makes a 0-d result 1-d)
+    return np.require(r.reshape(shape), dtype=a.dtype, requirements="C")
 
 
 def package(call, value, grads, hesses):

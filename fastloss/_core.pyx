@@ -93,7 +93,10 @@ cdef extern from "fastloss.h" nogil:
     int fl_resolve_threads(int requested)
     int fl_have_openmp()
     int fl_openmp_version()
+    int fl_simd_select(const char *level)
     const char *fl_simd_level()
+    const char *fl_simd_isa()
+    const char *fl_simd_levels()
     void fl_simd_loops_set(int on)
     void fl_set_thread_thresholds(long light, long heavy, long cls)
     void fl_get_thread_thresholds(long *out3)
@@ -173,20 +176,60 @@ def have_openmp():
 def openmp_version():
     return fl_openmp_version()
 
+SIMD_LEVELS = ("native", "avx512", "avx2", "sse2", "neon", "portable")
+
+
 def simd_level():
+    """The ISA level in use (SPEC section 9): "avx512", "avx2", "sse2",
+    "neon", "generic" or "portable"."""
     return fl_simd_level().decode()
 
+def simd_isa():
+    """The level's instruction set, in words."""
+    return fl_simd_isa().decode()
+
+def simd_levels():
+    """The levels this build can run on this CPU, best first."""
+    return tuple(fl_simd_levels().decode().split(","))
+
+def simd_select(level):
+    """Switch every kernel to `level` (a name of SIMD_LEVELS); the import
+    does it with FASTLOSS_SIMD.  Returns (the previous level, whether
+    `level` was available: False means the CPU or build lacks it and the
+    native level was chosen).  For tests and benchmarks: not for use while
+    other threads call fastloss."""
+    if not isinstance(level, str) or level.strip().lower() not in SIMD_LEVELS:
+        raise ValueError(f"fastloss: unknown SIMD level {level!r}; choose one of "
+                         f"{', '.join(SIMD_LEVELS)}")
+    prev = simd_level()
+    rc = fl_simd_select(level.strip().lower().encode())
+    return prev, rc == 0
+
 def simd_loops(on=None):
-    """Whether the hand-vectorized AVX-512 loops run (cross_entropy,
-    multi_margin, nll's clearing, hinge / squared_hinge's packed labels):
-    True where the CPU has them; ``simd_loops(False)`` switches to the
-    portable loops (tests compare both).  Returns the previous setting."""
+    """Whether the hand-vectorized loops of the level in use run
+    (cross_entropy, multi_margin, nll's clearing, hinge / squared_hinge's
+    packed labels); ``simd_loops(False)`` switches to the plain C loops of
+    the same copy of the kernels (tests compare both bit for bit).  Returns
+    the previous setting."""
     prev = bool(fl_simd_loops_get())
     if on is not None:
         fl_simd_loops_set(1 if on else 0)
     return prev
 
-fl_simd_loops_set(1)
+
+def _select_from_environment():
+    import os as _os
+    import warnings as _warnings
+    want = _os.environ.get("FASTLOSS_SIMD", "").strip().lower() or "native"
+    if want not in SIMD_LEVELS:
+        raise ValueError(f"FASTLOSS_SIMD={_os.environ.get('FASTLOSS_SIMD')!r} is not a SIMD "
+                         f"level; choose one of {', '.join(SIMD_LEVELS)}")
+    if fl_simd_select(want.encode()) != 0:
+        _warnings.warn(f"FASTLOSS_SIMD={want}: this CPU or build cannot run it (it runs "
+                       f"{', '.join(simd_levels())}); using {simd_level()}",
+                       RuntimeWarning, stacklevel=2)
+
+_select_from_environment()
 
 
 def thread_thresholds(light=0, heavy=0, cls=0):
@@ -826,6 +869,42 @@ cdef class Loss:
                 return _MISS          # the generic path raises TypeError
         return out
 
+    cdef bint _checks_fail(self, fl_ew_args *a, fl_idx n, int dt, int own):
+        """The declaration's data checks on the merged operands: True when a
+        value fails (or a layout the checks do not walk)."""
+        cdef int bad, e, k
+        cdef cnp.ndarray vals
+        cdef const void *cp
+        cdef fl_idx cs
+        for chk in self.checks:
+            k = FL_EW_P if chk[0] == 0 else FL_EW_T if chk[0] == 1 else FL_EW_X
+            if a.ndim != 1 and a.s[k][a.ndim - 1] != 0:
+                return True
+            cp = a.in_[k]
+            cs = a.s[k][0] if a.ndim == 1 else 0
+            e = own if k == FL_EW_P else a.type[k]
+            if chk[5] is not None:    # a finite set of allowed values
+                vals = <cnp.ndarray>chk[5]
+                if e == own and cs == 1:
+                    bad = (fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                        <int>cnp.PyArray_SIZE(vals)) if dt == FL_F32 else
+                           fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
+                                        <int>cnp.PyArray_SIZE(vals)))
+                else:
+                    bad = fl_outside_typed(cp, e, n if cs else 1, cs, 0.0, 0.0, 0, 0,
+                                           <const double *>cnp.PyArray_DATA(vals),
+                                           <int>cnp.PyArray_SIZE(vals))
+            elif e == own and cs == 1:
+                bad = (fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
+                       if dt == FL_F32 else
+                       fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4]))
+            else:
+                bad = fl_outside_typed(cp, e, n if cs else 1, cs, chk[1], chk[2], chk[3], chk[4],
+                                       NULL, 0)
+            if bad:
+                return True
+        return False
+
     cdef object _fast(self, int method, tuple args, dict kwargs):
         """The trainer's call without Python-level machinery, or _MISS.
 
@@ -893,6 +972,13 @@ cdef class Loss:
             x = _fast_operand(args[2], p, &a, FL_EW_X, &xscalar)
             if x is _MISS:
                 return _MISS
+        if self.nd == 2 and method != M_VALUE and nd:
+            # the second differentiated input broadcast from a 0-d array or a
+            # number: its derivatives are sums of that input's shape (the
+            # generic path's); here they would be of y_pred's shape
+            d1op = t if self.differentiable[1] == self.inputs[1] else x
+            if d1op is None or cnp.PyArray_NDIM(<cnp.ndarray>d1op) == 0:
+                return _MISS
 
         cdef int reduction = 0           # 0 mean, 1 sum, 2 none
         cdef int nthreads = 0
@@ -953,38 +1039,14 @@ cdef class Loss:
                            and a.type[FL_EW_T] == own and a.in_[FL_EW_W] == NULL
                            and self.nin == 2)
         # data checks, before anything is written; a failure (or a layout
-        # the checks do not walk) goes to the generic path, which reports
-        cdef int bad, e
-        cdef cnp.ndarray vals
+        # the checks do not walk) goes to the generic path, which reports.
+        # hinge's labels: fl_ew_run_signs checks them as it packs them (and
+        # when it does not take the call, they are checked below)
+        cdef int bad
         cdef const void *cp
-        cdef fl_idx cs
-        for chk in self.checks:
-            k = FL_EW_P if chk[0] == 0 else FL_EW_T if chk[0] == 1 else FL_EW_X
-            if a.ndim != 1 and a.s[k][a.ndim - 1] != 0:
-                return _MISS
-            cp = a.in_[k]
-            cs = a.s[k][0] if a.ndim == 1 else 0
-            e = own if k == FL_EW_P else a.type[k]
-            if chk[5] is not None:    # a finite set of allowed values
-                vals = <cnp.ndarray>chk[5]
-                if e == own and cs == 1:
-                    bad = (fl_notin_f32(<const float *>cp, n, <const double *>cnp.PyArray_DATA(vals),
-                                        <int>cnp.PyArray_SIZE(vals)) if dt == FL_F32 else
-                           fl_notin_f64(<const double *>cp, n, <const double *>cnp.PyArray_DATA(vals),
-                                        <int>cnp.PyArray_SIZE(vals)))
-                else:
-                    bad = fl_outside_typed(cp, e, n if cs else 1, cs, 0.0, 0.0, 0, 0,
-                                           <const double *>cnp.PyArray_DATA(vals),
-                                           <int>cnp.PyArray_SIZE(vals))
-            elif e == own and cs == 1:
-                bad = (fl_outside_f32(<const float *>cp, n, chk[1], chk[2], chk[3], chk[4])
-                       if dt == FL_F32 else
-                       fl_outside_f64(<const double *>cp, n, chk[1], chk[2], chk[3], chk[4]))
-            else:
-                bad = fl_outside_typed(cp, e, n if cs else 1, cs, chk[1], chk[2], chk[3], chk[4],
-                                       NULL, 0)
-            if bad:
-                return _MISS
+        cdef bint signs = self.sign_labels and plain
+        if not signs and self._checks_fail(&a, n, dt, own):
+            return _MISS
 
         # the mean's denominator
         cdef double wsum = <double>n, inv
@@ -1064,6 +1126,8 @@ cdef class Loss:
             if bad == 1:
                 return _MISS          # the generic path reports the label (or runs NaN labels)
             done = bad == 0
+            if not done and self._checks_fail(&a, n, dt, own):
+                return _MISS
 
         if not done:
             a.val = vp

@@ -5,8 +5,8 @@ Every fact about a loss is one LossSpec in ``fastloss/losses/``: its name,
 family (which C driver runs it), operands (names, roles, which are
 differentiable, how they broadcast), parameters with defaults and domains,
 the C kernel, checks on the values of the data, the reference math, the
-input sampler of tests and benchmarks, the peer spellings (torch / jax /
-sklearn) and the formula for the docs.  Everything else -- dtype,
+input sampler of tests and benchmarks, the peer spellings (numpy / torch /
+jax / sklearn) and the formula for the docs.  Everything else -- dtype,
 broadcasting, weights, reductions, axis, out=, wrt, cotangent, threads,
 errors -- is generic (fastloss._call) and serves every declaration.
 """
@@ -169,9 +169,15 @@ class LossSpec:
     reference: the pure-NumPy math (fastloss.reference); its form depends on
     the family (see there).  sampler: {operand name: rng, shape -> array}
     giving typical valid inputs (class labels: the string "labels").
-    peers: {"torch": f(F, *inputs, k, reduction="mean"), "jax":
+    peers: {"numpy": f(N, *inputs, k, grad=True) -> (the mean, its gradient
+    per differentiable operand: one array, or a tuple) or, grad=False, the
+    mean -- the idiomatic NumPy a user writes, N = numpy; "torch": f(F,
+    *inputs, k, reduction="mean"), "jax":
     f(J, *inputs, k) -> the mean, "sklearn": f(S, k) -> (loss, factor)}, the
-    same loss in those libraries, k the parameter values.
+    same loss in those libraries, k the parameter values (r the reduction:
+    "mean", "sum" or "none"; class losses take the logits in the peer's
+    layout: (N, C, ...) or (C,) for torch).  Array parameters (pos_weight, class_weight) are absent,
+    None, or an array of the peer's library (a torch tensor for "torch").
     The C kernel's derivative outputs belong to the differentiable operands,
     in order; its input slots take the operands in order.
     variants: further C kernels that run this loss (chosen inside the C

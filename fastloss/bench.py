@@ -13,7 +13,12 @@ well; the table shows the MEDIAN over the batches (``--json`` keeps them all):
 fastloss   ``loss.value_and_grad(p, t, out=g, n_threads=k)``, ``g`` a reused
            gradient buffer (a trainer's steady state)
 alloc      the same call without ``out=`` (it pays for a fresh gradient)
-reference  ``loss.reference.value_and_grad(p, t)``: the pure-NumPy reference
+reference  ``loss.reference.value_and_grad(p, t)``: fastloss's pure-NumPy
+           reference, written for accuracy (stable forms, every argument
+           checked), not speed
+numpy      the idiomatic NumPy a user writes in a few lines (``np.mean((p -
+           t) ** 2)`` and ``2 * (p - t) / n`` for mse): the declaration's
+           ``peers["numpy"]`` spelling; "x times NumPy" means this column
 torch      forward + ``torch.autograd.grad``; ``torch.set_num_threads(k)``
 torch-fwd  torch's forward pass alone under ``torch.no_grad()`` (what a
            fused value + gradient must beat to be "faster than the forward")
@@ -28,13 +33,14 @@ Bytes moved: y_pred and y_true read, the gradient written (class losses: the
 logits and the labels read, the gradient written).  The roofline moves three
 arrays of y_pred's size; "%roof" is fastloss's GB/s over the roofline's.
 
-The reference (NumPy, one thread) and jax (XLA sizes its own pool at start-up)
+The reference and numpy (NumPy, one thread) and jax (XLA sizes its own pool at start-up)
 cannot be given a thread count: each is timed once per case and shown in
 every thread row.  Every contender's loss value is compared with fastloss's
 once per case, so a column that times some other function is flagged ("!").
-Peers are table-driven: ``ADAPTERS`` holds one row per loss with the torch,
-jax and sklearn spelling of that loss; a loss without a row has no peer
-column.  The loss timed as "fastloss" is looked up in ``fastloss.losses`` at
+Peers are table-driven: ``ADAPTERS`` holds one row per loss with the numpy,
+torch, jax and sklearn spelling of that loss (its declaration's ``peers``); a
+loss without a spelling for a peer has no value in that peer's column.  The
+numpy column's ``grad`` method calls the same function (the value included).  The loss timed as "fastloss" is looked up in ``fastloss.losses`` at
 run time, which is how the tests substitute an instrumented one.
 """
 import argparse
@@ -65,7 +71,7 @@ CLASS_SHAPES = ((256, 10), (4096, 10), (1024, 1000), (8192, 1000), (64, 32000), 
 ROW_SHAPES = ((256, 64), (4096, 256), (65536, 32))
 METHODS = ("value_and_grad", "grad", "value", "hessian")
 DTYPES = ("float32", "float64")
-PEERS = ("torch", "torch-fwd", "jax", "sklearn")
+PEERS = ("numpy", "torch", "torch-fwd", "jax", "sklearn")
 LARGE = 4_000_000        # --quick also runs 2 threads from this many elements on
 
 # Timing plans.  sample_time: target length of one timed batch of calls;
@@ -347,6 +353,10 @@ def has_adapter(peer, loss):
     return peer.split("-")[0] in ADAPTERS.get(loss, {})
 
 
+def load_numpy():
+    return SimpleNamespace(N=np, version=np.__version__)
+
+
 def load_torch():
     import torch
     import torch.nn.functional as F
@@ -365,6 +375,19 @@ def load_sklearn():
     import sklearn
     from sklearn._loss import loss as S
     return SimpleNamespace(S=S, version=sklearn.__version__)
+
+
+def numpy_timers(mod, ctx, threads):
+    """The idiomatic NumPy baseline (the declaration's peers["numpy"]): one
+    thread, not thread-controlled, one timing shown at every thread count."""
+    f = ADAPTERS[ctx.loss_name]["numpy"]
+    k, m, N, xs = ctx.params, ctx.case.method, mod.N, ctx.inputs
+    if m == "hessian":
+        return []
+    fn = {"value_and_grad": lambda: f(N, *xs, k),
+          "grad": lambda: f(N, *xs, k)[1],
+          "value": lambda: f(N, *xs, k, grad=False)}[m]
+    return [Timer("numpy", None, fn, _value_of(m), stateless=True)]
 
 
 def torch_timers(mod, ctx, threads):
@@ -464,12 +487,15 @@ def sklearn_timers(mod, ctx, threads):
 
 
 PEER_SETUP = {
+    "numpy": (load_numpy, numpy_timers),
     "torch": (load_torch, torch_timers),
     "torch-fwd": (load_torch, torch_fwd_timers),
     "jax": (load_jax, jax_timers),
     "sklearn": (load_sklearn, sklearn_timers),
 }
 PEER_NOTES = {
+    "numpy": "idiomatic NumPy (fastloss/losses: peers['numpy']), one thread, one timing "
+             "shown at every thread count",
     "torch": "forward + torch.autograd.grad, torch.set_num_threads(thr)",
     "torch-fwd": "torch's forward pass alone (no_grad), torch.set_num_threads(thr)",
     "jax": "jit(value_and_grad), XLA's own thread pool: one timing shown at every thread count",
@@ -688,12 +714,23 @@ def _gmean(xs):
 
 
 def cpu_model():
+    """The CPU's model name: /proc/cpuinfo's "model name" (x86), else lscpu's
+    "Model name" (aarch64 kernels have no such cpuinfo line), else what
+    platform knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() in ("model name", "Model", "Hardware"):
                     return line.split(":", 1)[1].strip()
     except OSError:
+        pass
+    try:
+        import subprocess
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
         pass
     return platform.processor() or platform.machine()
 
@@ -705,7 +742,8 @@ def machine_info(peers):
             "platform": platform.platform(), "python": platform.python_version(),
             "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             **{k: cfg.get(k) for k in ("fastloss", "numpy", "compiler", "cflags", "openmp",
-                                       "openmp_version", "simd", "threads")}}
+                                       "openmp_version", "simd", "simd_isa", "simd_levels",
+                                       "threads")}}
     info["peers"] = {name: mod.version for name, mod in peers.items()}
     return info
 
@@ -715,10 +753,11 @@ def format_header(info, settings, skipped):
     load = " ".join(f"{x:.2f}" for x in info["loadavg"]) if info["loadavg"] else "?"
     lines = [
         f"fastloss {info['fastloss']} benchmark: {settings.method}, reduction='mean'",
-        f"machine : {info['cpu']}, {info['cpus']} logical CPUs ({info['usable_cpus']} usable), "
-        f"load average {load}",
-        f"build   : {info['compiler']}, {omp}, SIMD {info['simd']}, default threads "
-        f"{info['threads']}",
+        f"machine : {info['cpu']} ({platform.machine()}), {info['cpus']} logical CPUs "
+        f"({info['usable_cpus']} usable), load average {load}",
+        f"build   : {info['compiler']}, {omp}, default threads {info['threads']}",
+        f"SIMD    : level {info['simd']} = {info['simd_isa']} (FASTLOSS_SIMD; this CPU runs "
+        f"{info['simd_levels']})",
         f"python  : {info['python']}, numpy {info['numpy']}, {info['platform']}",
         "peers   : " + (", ".join(f"{k} {v}" for k, v in info["peers"].items()) or "none"),
     ]
@@ -733,8 +772,8 @@ def format_header(info, settings, skipped):
         "          other columns: median time and fastloss's speedup over it "
         "(! = its loss value differs from fastloss's)",
         f"          ~ = median of fewer than {FEW} batches (slow calls in --quick)",
-        "          reference (pure NumPy): not thread-controlled, one timing shown at "
-        "every thread count",
+        "          reference (fastloss's accuracy-first pure-NumPy reference): not "
+        "thread-controlled, one timing shown at every thread count",
     ]
     if settings.reference_limit is not None:
         lines.append(f"          --quick: reference timed below {_sci(settings.reference_limit)} "
@@ -783,38 +822,70 @@ def _finite(x):
     return x
 
 
-_PLOT_COLORS = {"reference": "tab:gray", "torch": "tab:red", "jax": "tab:blue",
-                "sklearn": "tab:orange"}
+# One colour and one marker per contender of the plot (every peer its own):
+# the lines and the legend both read this table.
+PLOT_STYLE = {
+    "reference": ("tab:gray", "s"),
+    "numpy": ("tab:brown", "v"),
+    "torch": ("tab:red", "o"),
+    "torch-fwd": ("tab:pink", "^"),
+    "jax": ("tab:blue", "D"),
+    "sklearn": ("tab:orange", "P"),
+}
+
+
+def plot_series(rows, contenders):
+    """The lines of the plot: {loss: [(contender, (dtype, threads), group,
+    [(elements, speedup), ...])]}.  A line joins rows of one shape family
+    only: elementwise sizes (group None); class losses one line per class
+    count and row losses one per vector length (group = the last axis), so
+    that unlike shapes are never joined."""
+    out = {}
+    for r in rows:
+        group = None if r["family"] == "elementwise" else r["shape"][-1]
+        for c in contenders:
+            if c in r["speedup"]:
+                key = (c, (r["dtype"], r["threads"]), group)
+                out.setdefault(r["loss"], {}).setdefault(key, []).append(
+                    (r["elements"], r["speedup"][c]))
+    return {loss: [(c, combo, g, sorted(pts)) for (c, combo, g), pts in lines.items()]
+            for loss, lines in out.items()}
 
 
 def write_plot(path, rows, peers):
     """Speedup of fastloss (out=) over each contender against the size, one
-    panel per loss: colour = contender, line style = (dtype, threads)."""
+    panel per loss: colour and marker = contender (PLOT_STYLE), line style =
+    (dtype, threads); class and row losses: one line per class count / vector
+    length, its end labelled "C=..." / "D=..."."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     losses = list(dict.fromkeys(r["loss"] for r in rows))
+    families = {r["loss"]: r["family"] for r in rows}
     combos = list(dict.fromkeys((r["dtype"], r["threads"]) for r in rows))
     styles = {c: ["-", "--", ":", "-."][i % 4] for i, c in enumerate(combos)}
-    contenders = ["reference"] + list(peers)
+    contenders = [c for c in ["reference"] + list(peers) if c in PLOT_STYLE]
+    series = plot_series(rows, contenders)
     ncols = min(4, len(losses))
     nrows = math.ceil(len(losses) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
     for ax, name in zip(axes.flat, losses):
-        mine = [r for r in rows if r["loss"] == name]
-        for c in contenders:
-            for combo in combos:
-                pts = sorted((r["elements"], r["speedup"][c]) for r in mine
-                             if c in r["speedup"] and (r["dtype"], r["threads"]) == combo)
-                if pts:
-                    ax.plot(*zip(*pts), styles[combo], marker="o", ms=3,
-                            color=_PLOT_COLORS.get(c))
-        ax.set(xscale="log", yscale="log", title=name, xlabel="elements", ylabel="speedup")
+        tag = "C" if families[name] == "class" else "D"
+        for c, combo, group, pts in series.get(name, []):
+            color, marker = PLOT_STYLE[c]
+            ax.plot(*zip(*pts), styles[combo], marker=marker, ms=4, color=color)
+            if group is not None:
+                ax.annotate(f"{tag}={group}", pts[-1], textcoords="offset points",
+                            xytext=(3, 2), fontsize=6, color=color)
+        xlabel = "elements" if families[name] == "elementwise" else \
+            f"elements (one line per {'class count C' if tag == 'C' else 'vector length D'})"
+        ax.set(xscale="log", yscale="log", title=name, xlabel=xlabel, ylabel="speedup")
         ax.axhline(1.0, color="black", lw=0.6)
     for ax in list(axes.flat)[len(losses):]:
         ax.set_visible(False)
-    handles = ([Line2D([], [], color=_PLOT_COLORS.get(c), label=f"vs {c}") for c in contenders]
+    handles = ([Line2D([], [], color=PLOT_STYLE[c][0], marker=PLOT_STYLE[c][1], label=f"vs {c}")
+                for c in contenders]
                + [Line2D([], [], color="black", ls=styles[k], label=f"{k[0]}, {k[1]} thr")
                   for k in combos])
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
@@ -860,8 +931,9 @@ def _threads(text):
 def make_parser():
     ap = argparse.ArgumentParser(
         prog="fastloss-bench",
-        description="Time fastloss against its NumPy reference, PyTorch, JAX, scikit-learn "
-                    "and the memory-bandwidth roofline (medians of interleaved repeats).")
+        description="Time fastloss against idiomatic NumPy, its accuracy-first NumPy "
+                    "reference, PyTorch, JAX, scikit-learn and the memory-bandwidth roofline "
+                    "(medians of interleaved repeats).")
     names = [s.name for s in TABLE]
     ap.add_argument("--loss", type=_csv(str), default=None, metavar="NAME[,NAME...]",
                     help=f"losses to time (default: all {len(names)} in the table)")
@@ -877,8 +949,8 @@ def make_parser():
                          "and 2 for work of >= 4e6 elements)")
     ap.add_argument("--method", choices=METHODS, default="value_and_grad")
     ap.add_argument("--compare", type=_csv(str), default=list(PEERS), metavar="PEER,...",
-                    help="peers to time when importable: torch,jax,sklearn (default all; "
-                         "'none' for none)")
+                    help="peers to time when importable: " + ",".join(PEERS)
+                         + " (default all; 'none' for none)")
     ap.add_argument("--repeat", type=int, default=None,
                     help="timed batches per contender (default 7; --quick 5)")
     ap.add_argument("--min-time", type=float, default=None, metavar="SECONDS",
@@ -890,6 +962,22 @@ def make_parser():
                          "repeats: well under a minute (what `make bench` runs)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return ap
+
+
+def output_path_problem(path):
+    """Why `path` cannot be written (None: it can): checked before any timing,
+    so a typo does not cost a whole run."""
+    path = os.path.abspath(os.path.expanduser(path))
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        return "is a directory"
+    if not os.path.isdir(parent):
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "is not writable"
+    return None
 
 
 def settings_from(args, ap):
@@ -911,6 +999,10 @@ def settings_from(args, ap):
     repeat = args.repeat if args.repeat is not None else plan_["repeat"]
     if repeat < 1:
         ap.error("--repeat must be >= 1")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        why = path is not None and output_path_problem(path)
+        if why:             # one line, exit status 2 (as argparse's usage errors)
+            ap.exit(2, f"{ap.prog}: error: {flag} {path}: {why}\n")
     if args.plot:
         try:
             importlib.import_module("matplotlib")

@@ -1,71 +1,69 @@
-/* The AVX-512 row loops of cross_entropy for one element type; included
- * by ce_simd.c with E (float / double), V, K (vector, mask), L (lanes),
- * SFXR(name) and the V* / I* operation macros defined; undefines them at
- * its end. */
+/* The row loops of cross_entropy for one element type, over simd.h;
+ * included by ce_simd.c with E (float / double), V (vector), L (lanes),
+ * SFXR(name), VX(op) (vf_op / vd_op), VEXP and VACC (vf_acc / vd_acc)
+ * defined; undefines them at its end. */
+
+/* v with lane j set to +0 */
+static inline V SFXR(zero_lane)(V v, int j)
+{
+    return VX(sel)(VX(eq)(VX(iota)(), VX(set1)((E)j)), VX(zero)(), v);
+}
 
 /* One pass: e = exp(z - m) (stored in g when g != NULL), S += e and, when
- * SX, Sx += e for every class but y. */
-AVX512 static inline void SFXR(exp_pass)(const E *z, fl_idx n, E m, E *g, fl_idx y,
-                                         const int SX, double *S, double *Sx)
+ * SX, Sx += e for every class but y.  The row's last, partial vector is
+ * loaded padded with -inf: its extra lanes give e = +0, which leaves the
+ * sums' bits unchanged. */
+FL_INLINE void SFXR(exp_pass)(const E *z, fl_idx n, E m, E *g, fl_idx y, const int SX,
+                              double *S, double *Sx)
 {
-    const V mv = VSET1(m);
-    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    __m512d x0 = _mm512_setzero_pd(), x1 = _mm512_setzero_pd();
-    V sf = VSET1(0), xf = VSET1(0);
-    const __m512i yv = ISET1(SX ? y : 0);
-    __m512i iv = IINIT;
-    const __m512i step = ISET1(L);
+    const V mv = VX(set1)(m);
+    fl_vd s0 = vd_zero(), s1 = vd_zero(), x0 = vd_zero(), x1 = vd_zero();
+    V sf = VX(zero)(), xf = VX(zero)();
     fl_idx c = 0;
     while (c < n) {
         /* blocks of at most 16 vectors summed in E, then in double */
         fl_idx end = n - c > 16 * L ? c + 16 * L : n;
         for (; c + L <= end; c += L) {
-            V e = VEXP(VSUB(VLOAD(z + c), mv));
-            if (g) VSTORE(g + c, e);
-            sf = VADD(sf, e);
-            if (SX) {
-                K ne = INE(iv, yv);
-                xf = VMADD(xf, ne, xf, e);
-                iv = IADD(iv, step);
-            }
+            V e = VEXP(VX(load)(z + c) - mv);
+            if (g) VX(store)(g + c, e);
+            sf = sf + e;
+            if (SX) xf = xf + ((size_t)(y - c) < (size_t)L ? SFXR(zero_lane)(e, (int)(y - c)) : e);
         }
-        if (c < end) {                       /* the row's last, partial vector */
-            K k = (K)((1u << (end - c)) - 1u);
-            V e = VEXP(VSUB(VLOADZ(k, z + c), mv));
-            if (g) VSTOREM(g + c, k, e);
-            sf = VMADD(sf, k, sf, e);
-            if (SX) {
-                K ne = (K)(k & INE(iv, yv));
-                xf = VMADD(xf, ne, xf, e);
-            }
+        if (c < end) {
+            const int r = (int)(end - c);
+            V e = VEXP(VX(loadp)(z + c, r, (E)-INFINITY) - mv);
+            if (g) VX(storep)(g + c, r, e);
+            sf = sf + e;
+            if (SX) xf = xf + ((size_t)(y - c) < (size_t)L ? SFXR(zero_lane)(e, (int)(y - c)) : e);
             c = end;
         }
-        SFXR(acc_flush)(&sf, &s0, &s1);
-        if (SX) SFXR(acc_flush)(&xf, &x0, &x1);
+        VACC(&s0, &s1, sf);
+        sf = VX(zero)();
+        if (SX) {
+            VACC(&x0, &x1, xf);
+            xf = VX(zero)();
+        }
     }
-    *S = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-    if (SX) *Sx = _mm512_reduce_add_pd(_mm512_add_pd(x0, x1));
+    *S = vd_hsum(s0 + s1);
+    if (SX) *Sx = vd_hsum(x0 + x1);
 }
 
-AVX512 int SFXR(fl_ce_seg_a)(const E *z, fl_idx n, fl_idx y, E *g, double *S, double *Sx,
-                             E *mout)
+int SFXR(fl_ce_seg_a)(const E *z, fl_idx n, fl_idx y, E *g, double *S, double *Sx, E *mout)
 {
-    /* the maximum, ignoring NaN as the portable loop does (vmaxp[sd]
-     * returns its second operand when either is NaN) */
-    V m0 = VSET1(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    /* the maximum, ignoring NaN as the portable loop does (max returns its
+     * second operand when either is NaN) */
+    const V ninf = VX(set1)((E)-INFINITY);
+    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     fl_idx c = 0;
     for (; c + 4 * L <= n; c += 4 * L) {
-        m0 = VMAX(VLOAD(z + c), m0);
-        m1 = VMAX(VLOAD(z + c + L), m1);
-        m2 = VMAX(VLOAD(z + c + 2 * L), m2);
-        m3 = VMAX(VLOAD(z + c + 3 * L), m3);
+        m0 = VX(max)(VX(load)(z + c), m0);
+        m1 = VX(max)(VX(load)(z + c + L), m1);
+        m2 = VX(max)(VX(load)(z + c + 2 * L), m2);
+        m3 = VX(max)(VX(load)(z + c + 3 * L), m3);
     }
-    for (; c + L <= n; c += L) m0 = VMAX(VLOAD(z + c), m0);
-    if (c < n) {
-        K k = (K)((1u << (n - c)) - 1u);
-        m1 = VMMAX(m1, k, VLOADZ(k, z + c), m1);
-    }
-    E m = VREDMAX(VMAX(VMAX(m0, m1), VMAX(m2, m3)));
+    for (; c + L <= n; c += L) m0 = VX(max)(VX(load)(z + c), m0);
+    if (c < n) m1 = VX(max)(VX(loadp)(z + c, (int)(n - c), (E)-INFINITY), m1);
+    E m = VX(hmax)(VX(max)(VX(max)(m0, m1), VX(max)(m2, m3)));
     if (!(m > -INFINITY && m < INFINITY)) return 0;   /* the portable path's limits */
     *mout = m;
     int has_y = y >= 0 && y < n;
@@ -76,47 +74,28 @@ AVX512 int SFXR(fl_ce_seg_a)(const E *z, fl_idx n, fl_idx y, E *g, double *S, do
     } else {
         SFXR(exp_pass)(z, n, m, g, y, 0, S, Sx);
         /* the target is not the maximum: Sx >= 1, S - e_y does not cancel */
-        *Sx = has_y ? *S - (double)VFIRST(VEXP(VSET1(z[y] - m))) : *S;
+        *Sx = has_y ? *S - (double)VX(first)(VEXP(VX(set1)(z[y] - m))) : *S;
     }
     return 1;
 }
 
-AVX512 void SFXR(fl_ce_scale)(E *g, fl_idx n, E f)
+void SFXR(fl_ce_scale)(E *g, fl_idx n, E f)
 {
-    const V fv = VSET1(f);
+    const V fv = VX(set1)(f);
     fl_idx c = 0;
     for (; c + 2 * L <= n; c += 2 * L) {
-        VSTORE(g + c, VMUL(VLOAD(g + c), fv));
-        VSTORE(g + c + L, VMUL(VLOAD(g + c + L), fv));
+        VX(store)(g + c, VX(load)(g + c) * fv);
+        VX(store)(g + c + L, VX(load)(g + c + L) * fv);
     }
-    for (; c + L <= n; c += L) VSTORE(g + c, VMUL(VLOAD(g + c), fv));
-    if (c < n) {
-        K k = (K)((1u << (n - c)) - 1u);
-        VSTOREM(g + c, k, VMUL(VLOADZ(k, g + c), fv));
-    }
+    for (; c + L <= n; c += L) VX(store)(g + c, VX(load)(g + c) * fv);
+    if (c < n) VX(storep)(g + c, (int)(n - c), VX(loadp)(g + c, (int)(n - c), 0) * fv);
 }
 
 /* the template's parameters, for the next instantiation */
 #undef E
 #undef V
-#undef K
 #undef L
 #undef SFXR
-#undef VSET1
-#undef VLOAD
-#undef VLOADZ
-#undef VSTORE
-#undef VSTOREM
-#undef VSUB
-#undef VADD
-#undef VMUL
-#undef VMAX
-#undef VMMAX
-#undef VMADD
-#undef VREDMAX
-#undef VFIRST
+#undef VX
 #undef VEXP
-#undef ISET1
-#undef IINIT
-#undef IADD
-#undef INE
+#undef VACC

@@ -132,7 +132,7 @@ typedef struct {
     int wmode, cw, hess, grad;
 } SFX(ce_ctx);
 
-static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_idx y,
+static void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_idx y,
                       const T *cw, const T *tp, T *g, SFX(seg) *st)
 {
     /* constant flags -> one specialised loop per combination */
@@ -156,7 +156,7 @@ static FL_CLONES void SFX(ce_a)(const SFX(ce_ctx) *x, const T *z, fl_idx n, fl_i
 #undef CE_A
 }
 
-static FL_CLONES void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T *cw,
+static void SFX(ce_c)(const SFX(ce_ctx) *x, T *buf, fl_idx n, const T *cw,
                       const T *tp, T f, T kA, T k, T top, T sm1f)
 {
     if (x->wmode == 0 && !x->hess && CE_FAST_SCALE(buf, n, (T)((double)f * (double)kA)))
@@ -288,7 +288,7 @@ static double SFX(ce_sample)(const SFX(ce_ctx) *x, const T *z, fl_idx y,
 }
 
 /* nll on log-probabilities z: -cw_y z_y (labels) or -sum_c cw_c t_c z_c. */
-static FL_CLONES double SFX(nll_sample)(const fl_cls_args *a, const T *z, fl_idx y,
+static double SFX(nll_sample)(const fl_cls_args *a, const T *z, fl_idx y,
                               const T *tp, T k, T *g, T *h, fl_idx C)
 {
     const T *cw = (const T *)a->cw;
@@ -347,7 +347,7 @@ FL_INLINE double SFX(margin_core)(const T *FL_RESTRICT z, fl_idx y, T mg, T kk,
     return loss;
 }
 
-static FL_CLONES double SFX(margin_sample)(const fl_cls_args *a, const T *z, fl_idx y,
+static double SFX(margin_sample)(const fl_cls_args *a, const T *z, fl_idx y,
                                  T k, T *g, T *h, fl_idx C)
 {
     const T *cw = (const T *)a->cw;
@@ -422,7 +422,7 @@ FL_INLINE void SFX(ce_cols_a)(const T *FL_RESTRICT zc, const T *FL_RESTRICT m,
     }
 }
 
-static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
+static double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
                                      const T *z, fl_idx ldz, const T *tp, fl_idx ldt,
                                      const int64_t *yv, const T *sw, T *d, fl_idx ldd,
                                      T *val)
@@ -565,7 +565,7 @@ static FL_CLONES double SFX(ce_cols)(const SFX(ce_ctx) *x, fl_idx J,
 
 /* Row block (J rows of C) <-> column block (C rows of CE_CB), vectorized
  * along the rows with gathers / scatters where the ISA has them. */
-static FL_CLONES void SFX(transpose_in)(const T *FL_RESTRICT src, T *FL_RESTRICT dst,
+static void SFX(transpose_in)(const T *FL_RESTRICT src, T *FL_RESTRICT dst,
                                         fl_idx J, fl_idx C)
 {
     for (fl_idx c = 0; c < C; c++) {
@@ -574,7 +574,7 @@ static FL_CLONES void SFX(transpose_in)(const T *FL_RESTRICT src, T *FL_RESTRICT
     }
 }
 
-static FL_CLONES void SFX(transpose_out)(const T *FL_RESTRICT src, T *FL_RESTRICT dst,
+static void SFX(transpose_out)(const T *FL_RESTRICT src, T *FL_RESTRICT dst,
                                          fl_idx J, fl_idx C)
 {
     for (fl_idx c = 0; c < C; c++) {
@@ -628,7 +628,7 @@ static double SFX(ce_cols_range)(const SFX(ce_ctx) *x, fl_idx i0, fl_idx i1, T *
 /* nll with labels on rows (inner == 1): the derivative rows are zero but
  * for the target entry, so they are cleared in one sweep and the targets
  * set; no per-sample call. */
-static FL_CLONES double SFX(nll_rows)(const fl_cls_args *a, fl_idx i0, fl_idx i1)
+static double SFX(nll_rows)(const fl_cls_args *a, fl_idx i0, fl_idx i1)
 {
     const fl_idx C = a->C;
     const T *Z = (const T *)a->z, *SW = (const T *)a->sw, *cw = (const T *)a->cw;

@@ -9,17 +9,17 @@
 #include "vmath.h"
 #include "ce_simd.h"
 
-/* The AVX-512 loops (ce_simd.c), used when the CPU has them and they are
- * switched on (fl_simd_loops_set: the default; tests switch them off to
- * check the portable loops on the same machine). */
+/* The hand-vectorized loops (ce_simd.c, compiled for this file's ISA),
+ * used when they are switched on (fl_simd_loops_set: the default; tests
+ * switch them off to check the portable loops on the same machine). */
 static inline int ce_simd_on(void) { return fl_simd_loops_get(); }
 
 /* Clearing derivative rows (nll): streaming stores for large ranges. */
 static inline void zero_fill(void *p, size_t bytes, int stream)
 {
-#if FL_HAVE_CE_AVX512
+#if FL_HAVE_SIMD_LOOPS
     if (stream && ce_simd_on()) {
-        fl_zero_stream_avx512(p, bytes);
+        fl_zero_stream_simd(p, bytes);
         return;
     }
 #else
@@ -29,12 +29,12 @@ static inline void zero_fill(void *p, size_t bytes, int stream)
 }
 #define ZERO_FILL zero_fill
 
-#if FL_HAVE_CE_AVX512
+#if FL_HAVE_SIMD_LOOPS
 #define CE_FAST_A(z, n, y, g, S, Sx, m) \
-    (ce_simd_on() && fl_ce_seg_a_f32_avx512(z, n, y, g, S, Sx, m))
-#define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f32_avx512(g, n, f), 1) : 0)
-#define CE_FAST_COLS(a, i0, J, buf, acc) (ce_simd_on() && fl_ce_cols_f32_avx512(a, i0, J, buf, acc))
-#define MARGIN_FAST(a, i0, i1, acc) (ce_simd_on() && fl_margin_rows_f32_avx512(a, i0, i1, acc))
+    (ce_simd_on() && fl_ce_seg_a_f32_simd(z, n, y, g, S, Sx, m))
+#define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f32_simd(g, n, f), 1) : 0)
+#define CE_FAST_COLS(a, i0, J, buf, acc) (ce_simd_on() && fl_ce_cols_f32_simd(a, i0, J, buf, acc))
+#define MARGIN_FAST(a, i0, i1, acc) (ce_simd_on() && fl_margin_rows_f32_simd(a, i0, i1, acc))
 #else
 #define MARGIN_FAST(a, i0, i1, acc) 0
 #define CE_FAST_COLS(a, i0, J, buf, acc) 0
@@ -55,10 +55,10 @@ static inline void zero_fill(void *p, size_t bytes, int stream)
 #undef MARGIN_FAST
 #define CE_FAST_COLS(a, i0, J, buf, acc) 0
 #define MARGIN_FAST(a, i0, i1, acc) 0
-#if FL_HAVE_CE_AVX512
+#if FL_HAVE_SIMD_LOOPS
 #define CE_FAST_A(z, n, y, g, S, Sx, m) \
-    (ce_simd_on() && fl_ce_seg_a_f64_avx512(z, n, y, g, S, Sx, m))
-#define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f64_avx512(g, n, f), 1) : 0)
+    (ce_simd_on() && fl_ce_seg_a_f64_simd(z, n, y, g, S, Sx, m))
+#define CE_FAST_SCALE(g, n, f) (ce_simd_on() ? (fl_ce_scale_f64_simd(g, n, f), 1) : 0)
 #else
 #define CE_FAST_A(z, n, y, g, S, Sx, m) 0
 #define CE_FAST_SCALE(g, n, f) 0

@@ -6,7 +6,7 @@
  *   EW_LOOP            one vectorized loop over contiguous operands, for one
  *                      kernel and one compile-time (mode, weighted) pair
  *   SFX(<loss>_block)  the 12 (mode, weighted) loops of one kernel, compiled
- *                      per ISA (FL_CLONES) -- the only per-loss machine code
+ *                      per ISA level (isa.h) -- the only per-loss machine code
  *   SFX(ew_run)        the generic driver: chunks, threads, N-d strided
  *                      iteration, gathering non-contiguous operands into
  *                      small buffers, deterministic partial sums.
@@ -99,7 +99,7 @@ typedef double (*SFX(block_fn))(const SFX(blk) *b, int mode, int weighted);
  * vectorizer reliable (one function holding all twelve loops of a large
  * kernel like sigmoid_focal left some of them scalar). */
 #define EW_FN(NAME, AUX, ND, MODE, TAG, W)                                     \
-    static FL_CLONES double SFX(NAME##_##TAG##_##W)(const SFX(blk) *b)         \
+    static double SFX(NAME##_##TAG##_##W)(const SFX(blk) *b)         \
     {                                                                          \
         double acc = 0.0;                                                      \
         EW_LOOP(NAME, AUX, ND, MODE, W);                                       \
@@ -188,7 +188,7 @@ static inline const T *SFX(gather)(const T *src, fl_idx s, fl_idx n, T *buf)
         }                                                                       \
         return buf;                                                             \
     }
-static FL_CLONES const T *SFX(load)(const char *src, int type, fl_idx s, fl_idx n,
+static const T *SFX(load)(const char *src, int type, fl_idx s, fl_idx n,
                                     T *FL_RESTRICT buf)
 {
     switch (type) {
@@ -207,9 +207,14 @@ static FL_CLONES const T *SFX(load)(const char *src, int type, fl_idx s, fl_idx 
 }
 #undef EW_CONVERT
 
-/* Streamed calls compute this many elements into a stack buffer, then copy
- * them to the output by streaming stores. */
-#define EW_STREAM EW_GATHER
+/* Elements per kernel call when every operand is read in place (and no
+ * scratch output is needed): long enough that the call's set-up and the
+ * vector loop's remainder and reduction cost little (blocks of EW_GATHER
+ * made 1e5-element calls ~30 % slower than whole rows); a streamed call
+ * computes its blocks into a stack buffer of this size, then copies them
+ * to the output by streaming stores.  A given layout uses the same blocks
+ * streamed or not, so the sums round alike on both paths. */
+#define EW_BIG 4096
 
 /* Process the flat C-order index range [start, end) of the iteration space.
  * stream: the one output (grad or hess) is written by streaming stores
@@ -269,8 +274,10 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
         SFX(blk) b;
         b.scale = (T)a->scale;
         b.prm = prm;
-        const fl_idx step = EW_GATHER;  /* == EW_STREAM: the sums round alike on every path */
-        T sbuf[EW_STREAM] __attribute__((aligned(64)));
+        const int scratch = (want_g && (!G || (nd == 2 && !G1))) ||
+                            (want_h && (!H || (nd == 2 && !H1)));
+        const fl_idx step = contiguous && !scratch ? EW_BIG : EW_GATHER;
+        T sbuf[EW_BIG] __attribute__((aligned(64)));
         T *dst = stream ? (G ? G + pos : H + pos) : NULL;
         for (fl_idx o = 0; o < len; o += step) {
             fl_idx m = len - o < step ? len - o : step;
@@ -379,4 +386,4 @@ static double SFX(ew_run)(int kernel, int mode, const fl_params *params,
 #undef EW_FNS
 #undef EW_DEFINE_BLOCK
 #undef EW_GATHER
-#undef EW_STREAM
+#undef EW_BIG

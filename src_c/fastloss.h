@@ -11,6 +11,9 @@
 #ifndef FASTLOSS_H
 #define FASTLOSS_H
 
+/* in a per-ISA copy of the kernels: their names get the level's suffix */
+#include "isa.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -162,10 +165,20 @@ void fl_set_thread_thresholds(long light, long heavy, long cls);
 void fl_get_thread_thresholds(long *out3);
 int  fl_have_openmp(void);
 int  fl_openmp_version(void);
-const char *fl_simd_level(void);         /* the ISA the kernels dispatch to */
-/* The hand-vectorized AVX-512 loops (cross_entropy, multi_margin, nll's
- * clearing, hinge / squared_hinge's packed labels): on by default where the
- * CPU has AVX-512; off -> the portable loops (tests compare both). */
+/* ISA levels (SPEC section 9; dispatch.c).  fl_simd_select chooses the
+ * copy of the kernels every call dispatches to: "native" (the best this CPU
+ * runs), "avx512", "avx2", "sse2", "neon" or "portable" (the baseline copy,
+ * hand-vectorized loops off).  Returns 0 (done), 1 (the CPU or build lacks
+ * the level: native chosen instead) or -1 (unknown name: nothing changed). */
+int fl_simd_select(const char *level);
+const char *fl_simd_level(void);         /* the level in use, e.g. "avx2" */
+const char *fl_simd_isa(void);           /* its instruction set, in words */
+/* the levels this build and CPU can run, best first, comma-separated */
+const char *fl_simd_levels(void);
+/* The hand-vectorized loops of the level in use (cross_entropy,
+ * multi_margin, nll's clearing, hinge / squared_hinge's packed labels): on
+ * after fl_simd_select of any level but "portable"; off -> the plain C
+ * loops of the same copy (tests compare both, bit for bit). */
 void fl_simd_loops_set(int on);
 int  fl_simd_loops_get(void);
 

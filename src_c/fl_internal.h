@@ -11,20 +11,8 @@
 #define FL_INLINE static inline __attribute__((always_inline))
 #define FL_RESTRICT __restrict__
 
-/* Run-time SIMD dispatch.  The drivers' hot functions are compiled three
- * times (AVX-512, AVX2+FMA, baseline x86-64) and the loader picks the best
- * one for the CPU (GCC target_clones, an ifunc).  The wheel therefore runs on
- * any x86-64 CPU.  FL_NO_CLONES (set by sanitizer builds) or a non-GCC /
- * non-x86 compiler gets one portable version. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(FL_NO_CLONES) && defined(__linux__)
-#define FL_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define FL_HAVE_CLONES 1
-#else
-#define FL_CLONES
-#define FL_HAVE_CLONES 0
-#endif
+/* Run-time SIMD dispatch: the kernel sources are compiled once per ISA
+ * level and dispatch.c picks a copy at import (isa.h). */
 
 /* Work is split into chunks of FL_CHUNK consecutive elements (in C order of
  * the output).  Chunks are handed out dynamically, so a thread the OS

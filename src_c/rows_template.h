@@ -4,7 +4,7 @@
  * Layers, from the inside out:
  *   leaf loops       one pass over a sample's rows: the sums (dot products,
  *                    squared norms) or the gradient rows; vectorized
- *                    (omp simd) and compiled per ISA (FL_CLONES)
+ *                    (omp simd) and compiled per ISA level (isa.h)
  *   SFX(<loss>_range) one loss over samples [s, e): per sample the sums,
  *                    the loss, then the gradient rows asked for; returns the
  *                    range's sum of w * l (double, in sample order)
@@ -20,7 +20,7 @@ static void SFX(row_fill)(T *FL_RESTRICT g, fl_idx D, T v)
 }
 
 /* <x1, x2>, |x1|^2, |x2|^2 in one pass */
-static FL_CLONES void SFX(cos_sums)(const T *FL_RESTRICT x1, const T *FL_RESTRICT x2,
+static void SFX(cos_sums)(const T *FL_RESTRICT x1, const T *FL_RESTRICT x2,
                                     fl_idx D, double *FL_RESTRICT out)
 {
     double d12 = 0.0, s11 = 0.0, s22 = 0.0;
@@ -35,7 +35,7 @@ static FL_CLONES void SFX(cos_sums)(const T *FL_RESTRICT x1, const T *FL_RESTRIC
 }
 
 /* g1 = A x2 + B1 x1, g2 = A x1 + B2 x2 */
-static FL_CLONES void SFX(cos_grad2)(const T *FL_RESTRICT x1, const T *FL_RESTRICT x2,
+static void SFX(cos_grad2)(const T *FL_RESTRICT x1, const T *FL_RESTRICT x2,
                                      T *FL_RESTRICT g1, T *FL_RESTRICT g2, fl_idx D,
                                      double A, double B1, double B2)
 {
@@ -48,7 +48,7 @@ static FL_CLONES void SFX(cos_grad2)(const T *FL_RESTRICT x1, const T *FL_RESTRI
 }
 
 /* g = A xo + B xs (one of the two gradient rows) */
-static FL_CLONES void SFX(cos_grad1)(const T *FL_RESTRICT xs, const T *FL_RESTRICT xo,
+static void SFX(cos_grad1)(const T *FL_RESTRICT xs, const T *FL_RESTRICT xo,
                                      T *FL_RESTRICT g, fl_idx D, double A, double B)
 {
 #pragma omp simd
@@ -62,7 +62,7 @@ static FL_CLONES void SFX(cos_grad1)(const T *FL_RESTRICT xs, const T *FL_RESTRI
  * are accumulated in double. */
 
 /* ||a - p + eps||^2 and ||a - n + eps||^2 in one pass */
-static FL_CLONES void SFX(tri_sq2)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
+static void SFX(tri_sq2)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                    const T *FL_RESTRICT xn, fl_idx D, double eps,
                                    double *FL_RESTRICT out)
 {
@@ -79,7 +79,7 @@ static FL_CLONES void SFX(tri_sq2)(const T *FL_RESTRICT xa, const T *FL_RESTRICT
 }
 
 /* the same and ||p - n + eps||^2 (swap), still one pass */
-static FL_CLONES void SFX(tri_sq3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
+static void SFX(tri_sq3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                    const T *FL_RESTRICT xn, fl_idx D, double eps,
                                    double *FL_RESTRICT out)
 {
@@ -98,7 +98,7 @@ static FL_CLONES void SFX(tri_sq3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT
 
 /* all three gradient rows, no swap term:
  * ga = cu u + cv v, gp = -cu u, gn = -cv v */
-static FL_CLONES void SFX(tri_grad3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
+static void SFX(tri_grad3)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                      const T *FL_RESTRICT xn, T *FL_RESTRICT ga,
                                      T *FL_RESTRICT gp, T *FL_RESTRICT gn, fl_idx D,
                                      double eps, double cu, double cv)
@@ -116,7 +116,7 @@ static FL_CLONES void SFX(tri_grad3)(const T *FL_RESTRICT xa, const T *FL_RESTRI
 
 /* the same with the swap term w = p - n + eps:
  * ga = cu u + cv v, gp = -cu u + cw w, gn = -cv v - cw w */
-static FL_CLONES void SFX(tri_grad3s)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
+static void SFX(tri_grad3s)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                       const T *FL_RESTRICT xn, T *FL_RESTRICT ga,
                                       T *FL_RESTRICT gp, T *FL_RESTRICT gn, fl_idx D,
                                       double eps, double cu, double cv, double cw)
@@ -133,7 +133,7 @@ static FL_CLONES void SFX(tri_grad3s)(const T *FL_RESTRICT xa, const T *FL_RESTR
 }
 
 /* one gradient row (a subset was asked for): g = ku u + kv v + kw w */
-static FL_CLONES void SFX(tri_grad1)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
+static void SFX(tri_grad1)(const T *FL_RESTRICT xa, const T *FL_RESTRICT xp,
                                      const T *FL_RESTRICT xn, T *FL_RESTRICT g, fl_idx D,
                                      double eps, double cu, double cv, double cw)
 {
@@ -404,9 +404,13 @@ static double SFX(triplet_margin_range)(const fl_row_args *a, int mode, fl_idx s
         }
         const double c = scale * wi;
         if (!(z > 0.0) || c == 0.0) {
-            if (ga) SFX(row_fill)(ga, D, (T)0);
-            if (gp) SFX(row_fill)(gp, D, (T)0);
-            if (gn) SFX(row_fill)(gn, D, (T)0);
+            /* c * 0: 0, or NaN for a NaN coefficient (an infinite weight
+             * over an infinite total), as the other kernels and the
+             * reference give */
+            const T zero = (T)(c * 0.0);
+            if (ga) SFX(row_fill)(ga, D, zero);
+            if (gp) SFX(row_fill)(gp, D, zero);
+            if (gn) SFX(row_fill)(gn, D, zero);
             continue;
         }
         /* dl/da = f(u) - sh_an f(v); dl/dp = -f(u) - sh_pn f(w);

@@ -1,5 +1,5 @@
 /* hinge and squared_hinge on contiguous operands, with packed labels
- * (AVX-512, chosen at run time).
+ * (hand-vectorized over simd.h for the ISA the file is compiled for).
  *
  * Their labels must be -1, 0 or 1 (0 means -1), checked before anything is
  * written (SPEC "Errors": every check before any output).  A check pass and
@@ -24,52 +24,44 @@
 #include "fl_internal.h"
 #include "ce_simd.h"
 
-#if FL_HAVE_CE_AVX512
-#include <immintrin.h>
+#if FL_HAVE_SIMD_LOOPS
+#include "simd.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-
-/* float32: 16 lanes, a 16-bit mask per vector */
+/* float32: FL_VLF lanes (16 / 8 / 4), their label bits in SB */
 #define E float
-#define V __m512
-#define K __mmask16
-#define L 16
+#define V fl_vf
+#define M fl_mf
+#define L FL_VLF
+#if FL_VLF > 8
+#define SB uint16_t
+#else
+#define SB uint8_t
+#endif
 #define SFXS(n) n##_f32
-#define VOP(n) _mm512_##n##_ps
-#define VCMP(a, b, op) _mm512_cmp_ps_mask(a, b, op)
-#define VIDX(h) _mm512_add_epi32(_mm512_set1_epi32((int)(h)), \
-    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
-#define VPERM2(a, idx, b) _mm512_permutex2var_ps(a, idx, b)
-/* adds the 16 values of v into the float64 accumulators a0, a1 */
-#define VACC(a0, a1, v)                                                           \
-    do {                                                                          \
-        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));       \
-        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_castpd_ps(                  \
-                                   _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))); \
-    } while (0)
+#define VX(op) vf_##op
+#define MX(op) mf_##op
+#define VACC vf_acc
 #include "sign_labels_tpl.h"
 
-/* float64: 8 lanes, an 8-bit mask per vector */
+/* float64: FL_VLD lanes (8 / 4 / 2) */
 #define E double
-#define V __m512d
-#define K __mmask8
-#define L 8
+#define V fl_vd
+#define M fl_md
+#define L FL_VLD
+#define SB uint8_t
 #define SFXS(n) n##_f64
-#define VOP(n) _mm512_##n##_pd
-#define VCMP(a, b, op) _mm512_cmp_pd_mask(a, b, op)
-#define VIDX(h) _mm512_add_epi64(_mm512_set1_epi64((long long)(h)), \
-    _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0))
-#define VPERM2(a, idx, b) _mm512_permutex2var_pd(a, idx, b)
-#define VACC(a0, a1, v) do { a0 = _mm512_add_pd(a0, v); (void)(a1); } while (0)
+#define VX(op) vd_##op
+#define MX(op) md_##op
+#define VACC vd_acc
 #include "sign_labels_tpl.h"
 
-#endif /* FL_HAVE_CE_AVX512 */
+#endif /* FL_HAVE_SIMD_LOOPS */
 
 int fl_ew_run_signs(int dtype, int kernel, int mode, const void *p, const void *t,
                     fl_idx n, double scale, void *val, void *grad, void *hess,
                     int reused, int nthreads, double *sum)
 {
-#if FL_HAVE_CE_AVX512
+#if FL_HAVE_SIMD_LOOPS
     if (!fl_simd_loops_get() || n <= 0 || (dtype != FL_F32 && dtype != FL_F64) ||
         (kernel != FL_EW_hinge && kernel != FL_EW_squared_hinge))
         return -1;

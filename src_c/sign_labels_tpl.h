@@ -1,27 +1,31 @@
-/* The packed-label loops of sign_labels.c for one element type; included
- * with E (float / double), V, K (vector, mask), L (lanes), SFXS(name),
- * VOP(name), VCMP (a compare into a mask), VACC (add into the float64 sums),
- * VIDX(h) / VPERM2 (the two-source permute of lanes h..h+L-1) defined;
- * undefines them at its end. */
+/* The packed-label loops of sign_labels.c for one element type, over
+ * simd.h; included with E (float / double), V, M (vector, mask), L (lanes),
+ * SB (an unsigned type of L bits: one vector's labels), SFXS(name), VX(op)
+ * (vf_op / vd_op), MX(op) (mf_op / md_op) and VACC (vf_acc / vd_acc: add
+ * into the float64 sums) defined; undefines them at its end. */
 
-/* Checks the L (mask k: fewer) labels at t and stores their bits (1: +1)
- * in *bits; returns bad with the lanes holding a label that is not -1, 0 or
- * 1 (NaN included) added. */
-AVX512 FL_INLINE K SFXS(signs_pack1)(const E *t, K k, K *bits, K bad)
+/* lanes < n of a mask as bits */
+#define SBITS(n) ((unsigned)(((n) >= 32 ? 0u : 1u << (n)) - 1u))
+
+/* Checks the n <= L labels at t and stores their bits (1: +1) in *bits;
+ * returns bad with the lanes holding a label that is not -1, 0 or 1 (NaN
+ * included) added. */
+FL_INLINE unsigned SFXS(signs_pack1)(const E *t, int n, SB *bits, unsigned bad)
 {
-    const V one = VOP(set1)((E)1), mone = VOP(set1)((E)-1), zero = VOP(setzero)();
-    V x = VOP(maskz_loadu)(k, t);
-    K pos = VCMP(x, one, _CMP_EQ_OQ);
-    K ok = (K)(pos | VCMP(x, mone, _CMP_EQ_OQ) | VCMP(x, zero, _CMP_EQ_OQ));
-    *bits = (K)(pos & k);
-    return (K)(bad | (k & ~ok));
+    const V one = VX(set1)((E)1), mone = VX(set1)((E)-1), zero = VX(zero)();
+    V x = n == L ? VX(load)(t) : VX(loadp)(t, n, (E)0);
+    M pos = VX(eq)(x, one);
+    M ok = MX(or)(pos, MX(or)(VX(eq)(x, mone), VX(eq)(x, zero)));
+    const unsigned k = n == L ? SBITS(L) : SBITS(n);
+    *bits = (SB)(MX(bits)(pos) & k);
+    return bad | (k & ~MX(bits)(ok));
 }
 
 /* Interleaving several sequential streams lets this VM's single core keep
  * more cache misses in flight: the check pass reads t as 4 streams, the
  * kernel pass p (and writes its outputs) as 2 (measured in a C
- * microbenchmark at 1e7: single streams reach 70-72 % of the probe, this
- * way 84-86 %; streaming stores then add 17 %). */
+ * microbenchmark at 1e7 with AVX-512: single streams reach 70-72 % of the
+ * probe, this way 84-86 %; streaming stores then add 17 %). */
 #ifndef SIGNS_PACK_STREAMS
 #define SIGNS_PACK_STREAMS 4
 #endif
@@ -31,123 +35,126 @@ AVX512 FL_INLINE K SFXS(signs_pack1)(const E *t, K k, K *bits, K bad)
 
 /* Checks and packs the labels t[s, e) (s a multiple of L) into
  * bits[s / L ...]; returns 1 when one is not -1, 0 or 1 (NaN included). */
-AVX512 static int SFXS(signs_pack)(const E *t, fl_idx s, fl_idx e, K *bits)
+static int SFXS(signs_pack)(const E *t, fl_idx s, fl_idx e, SB *bits)
 {
-    K bad = 0;
+    unsigned bad = 0;
     const fl_idx q = (e - s) / (SIGNS_PACK_STREAMS * L) * L;   /* per stream */
     for (fl_idx i = s; i < s + q; i += L)
         for (int r = 0; r < SIGNS_PACK_STREAMS; r++)
-            bad = SFXS(signs_pack1)(t + i + r * q, (K)~(K)0, bits + (i + r * q) / L, bad);
+            bad = SFXS(signs_pack1)(t + i + r * q, L, bits + (i + r * q) / L, bad);
     fl_idx i = s + SIGNS_PACK_STREAMS * q;
     for (; i + L <= e; i += L)
-        bad = SFXS(signs_pack1)(t + i, (K)~(K)0, bits + i / L, bad);
+        bad = SFXS(signs_pack1)(t + i, L, bits + i / L, bad);
     if (i < e)
-        bad = SFXS(signs_pack1)(t + i, (K)((1u << (e - i)) - 1u), bits + i / L, bad);
+        bad = SFXS(signs_pack1)(t + i, (int)(e - i), bits + i / L, bad);
     return bad != 0;
 }
 
-/* The kernel over the L (or, with the mask k, fewer) elements of y_pred
- * from p[i] (i a multiple of L) with their packed labels b; MODE, SQ
- * (squared_hinge) and DEFER are constants at every call (the outputs MODE
- * does not name may be NULL).  Returns the gradient (FL_GRAD) or Hessian
- * (FL_HESS) vector, which DEFER leaves unstored for the caller to stream. */
-AVX512 FL_INLINE V SFXS(signs_vec)(const int SQ, const int MODE, const int DEFER,
-                                  const E *p, fl_idx i, K b, K k, E sc, E *v, E *g,
-                                  E *h, __m512d *a0, __m512d *a1)
+/* The kernel over the n <= L elements of y_pred from p[i] (i a multiple of
+ * L) with their packed labels b; MODE, SQ (squared_hinge) and DEFER are
+ * constants at every call (the outputs MODE does not name may be NULL).
+ * Returns the gradient (FL_GRAD) or Hessian (FL_HESS) vector, which DEFER
+ * leaves unstored for the caller to stream. */
+FL_INLINE V SFXS(signs_vec)(const int SQ, const int MODE, const int DEFER,
+                           const E *p, fl_idx i, unsigned b, int n, E sc, E *v, E *g,
+                           E *h, fl_vd *a0, fl_vd *a1)
 {
-    const V one = VOP(set1)((E)1), mone = VOP(set1)((E)-1), zero = VOP(setzero)();
-    V x = VOP(maskz_loadu)(k, p + i);
-    V sg = VOP(mask_blend)(b, mone, one);               /* the label s */
-    V z = VOP(sub)(one, VOP(mul)(sg, x));               /* 1 - s x */
-    K act = VCMP(z, zero, _CMP_GT_OQ);
-    K nan = VCMP(x, x, _CMP_UNORD_Q);                   /* NaN y_pred: z is it */
+    const V one = VX(set1)((E)1), mone = VX(set1)((E)-1), zero = VX(zero)();
+    V x = n == L ? VX(load)(p + i) : VX(loadp)(p + i, n, (E)0);
+    V sg = VX(sel)(MX(from_bits)(b), one, mone);        /* the label s */
+    V z = one - sg * x;                                 /* 1 - s x */
+    M act = VX(gt)(z, zero);
+    M nan = VX(isnan)(x);                               /* NaN y_pred: z is it */
     V ret = zero;
     if (MODE & (FL_SUM | FL_VAL)) {
-        V l = SQ ? VOP(maskz_mul)(act, z, z) : VOP(maskz_mov)(act, z);
-        l = VOP(mask_mov)(l, nan, z);
+        V l = SQ ? VX(zsel)(act, z * z) : VX(zsel)(act, z);
+        l = VX(sel)(nan, z, l);
         if (MODE & FL_SUM) {
-            V lk = VOP(maskz_mov)(k, l);
-            VACC(*a0, *a1, lk);
+            V lk = n == L ? l : VX(zsel)(MX(first)(n), l);
+            VACC(a0, a1, lk);
         }
-        if (MODE & FL_VAL) VOP(mask_storeu)(v + i, k, l);
+        if (MODE & FL_VAL) {
+            if (n == L) VX(store)(v + i, l);
+            else VX(storep)(v + i, n, l);
+        }
     }
     if (MODE & FL_GRAD) {
-        V d = SQ ? VOP(maskz_mul)(act, VOP(mul)(VOP(set1)((E)-2), sg), z)   /* -2 s z */
-                 : VOP(maskz_mov)(act, VOP(sub)(zero, sg));                 /* -s */
-        d = VOP(mask_mov)(d, nan, z);
-        ret = VOP(mul)(VOP(set1)(sc), d);
-        if (!DEFER) VOP(mask_storeu)(g + i, k, ret);
+        V d = SQ ? VX(zsel)(act, (VX(set1)((E)-2) * sg) * z)        /* -2 s z */
+                 : VX(zsel)(act, zero - sg);                         /* -s */
+        d = VX(sel)(nan, z, d);
+        ret = VX(set1)(sc) * d;
+        if (!DEFER) {
+            if (n == L) VX(store)(g + i, ret);
+            else VX(storep)(g + i, n, ret);
+        }
     }
     if (MODE & FL_HESS) {
-        V d = SQ ? VOP(maskz_mov)(act, VOP(set1)((E)2)) : zero;             /* 2 s^2, 0 */
-        d = VOP(mask_mov)(d, nan, z);
-        ret = VOP(mul)(VOP(set1)(sc), d);
-        if (!DEFER) VOP(mask_storeu)(h + i, k, ret);
+        V d = SQ ? VX(zsel)(act, VX(set1)((E)2)) : zero;               /* 2 s^2, 0 */
+        d = VX(sel)(nan, z, d);
+        ret = VX(set1)(sc) * d;
+        if (!DEFER) {
+            if (n == L) VX(store)(h + i, ret);
+            else VX(storep)(h + i, n, ret);
+        }
     }
     return ret;
 }
 
 /* The kernel over y_pred p[s, e) (s a multiple of L): full vectors in
  * SIGNS_KERN_STREAMS interleaved streams, then the rest one vector at a
- * time, the last one masked.
+ * time, the last one partial.
  * NT (one output, g or h, in a large caller buffer): the streams' vectors
- * are written by streaming stores, which need 64-byte aligned addresses;
+ * are written by streaming stores, which need vector-aligned addresses;
  * the output's first aligned element is `head` (< L) past each vector
  * start, so each store takes the upper L - head lanes of one vector and the
- * lower head lanes of the next (a two-source permute), and each stream's
- * first head and last L - head elements are masked ordinary stores.  The
- * vectors and the order of the sum stay those of the ordinary stores: the
- * results do not depend on the output's address. */
-AVX512 FL_INLINE double SFXS(signs_block)(const int SQ, const int MODE, const int NT,
-                                         const E *p, const K *bits, fl_idx s,
-                                         fl_idx e, fl_idx head, E sc, E *v, E *g,
-                                         E *h)
+ * lower head lanes of the next (funnel), and each stream's first head and
+ * last L - head elements are partial ordinary stores.  The vectors and the
+ * order of the sum stay those of the ordinary stores: the results do not
+ * depend on the output's address. */
+FL_INLINE double SFXS(signs_block)(const int SQ, const int MODE, const int NT,
+                                  const E *p, const SB *bits, fl_idx s,
+                                  fl_idx e, int head, E sc, E *v, E *g, E *h)
 {
-    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
-    const K full = (K)~(K)0;
+    fl_vd a0 = vd_zero(), a1 = vd_zero();
     const int S = SIGNS_KERN_STREAMS;
     const fl_idx q = (e - s) / (S * L) * L;                 /* per stream */
-    if (NT && q > 0) {
+    if (FL_V_STREAM && NT && q > 0) {
         E *o = (MODE & FL_HESS) ? h : g;
-        const K hm = (K)((1u << head) - 1u);
-        const __m512i idx = VIDX(head);
         V prev[SIGNS_KERN_STREAMS];
         for (int r = 0; r < S; r++) {
             const fl_idx i = s + r * q;
-            prev[r] = SFXS(signs_vec)(SQ, MODE, 1, p, i, bits[i / L], full, sc, v, g, h, &a0, &a1);
-            if (head) VOP(mask_storeu)(o + i, hm, prev[r]);
+            prev[r] = SFXS(signs_vec)(SQ, MODE, 1, p, i, bits[i / L], L, sc, v, g, h, &a0, &a1);
+            if (head) VX(storep)(o + i, head, prev[r]);
         }
         for (fl_idx k = L; k < q; k += L)
             for (int r = 0; r < S; r++) {
                 const fl_idx i = s + r * q + k;
-                V cur = SFXS(signs_vec)(SQ, MODE, 1, p, i, bits[i / L], full, sc, v, g, h,
+                V cur = SFXS(signs_vec)(SQ, MODE, 1, p, i, bits[i / L], L, sc, v, g, h,
                                         &a0, &a1);
-                VOP(stream)(o + i - L + head, VPERM2(prev[r], idx, cur));
+                VX(stream)(o + i - L + head, VX(funnel)(prev[r], cur, head));
                 prev[r] = cur;
             }
         for (int r = 0; r < S; r++)
-            VOP(mask_storeu)(o + s + r * q + q - L, (K)~hm, prev[r]);
-        _mm_sfence();
+            VX(storehi)(o + s + r * q + q - L, head, prev[r]);
+        fl_vfence();
     } else {
         for (fl_idx i = s; i < s + q; i += L)
             for (int r = 0; r < S; r++)
-                SFXS(signs_vec)(SQ, MODE, 0, p, i + r * q, bits[(i + r * q) / L], full, sc, v,
+                SFXS(signs_vec)(SQ, MODE, 0, p, i + r * q, bits[(i + r * q) / L], L, sc, v,
                                 g, h, &a0, &a1);
     }
     fl_idx i = s + S * q;
     for (; i + L <= e; i += L)
-        SFXS(signs_vec)(SQ, MODE, 0, p, i, bits[i / L], full, sc, v, g, h, &a0, &a1);
+        SFXS(signs_vec)(SQ, MODE, 0, p, i, bits[i / L], L, sc, v, g, h, &a0, &a1);
     if (i < e)
-        SFXS(signs_vec)(SQ, MODE, 0, p, i, bits[i / L], (K)((1u << (e - i)) - 1u), sc, v, g, h,
-                        &a0, &a1);
-    return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+        SFXS(signs_vec)(SQ, MODE, 0, p, i, bits[i / L], (int)(e - i), sc, v, g, h, &a0, &a1);
+    return vd_hsum(a0 + a1);
 }
 
 /* One chunk, the (SQ, MODE, NT) loop chosen (stream: NT); 0 for an unknown
  * mode. */
-AVX512 static double SFXS(signs_chunk)(int sq, int mode, int stream, const E *p, const K *bits,
-                                       fl_idx s, fl_idx e, fl_idx head, E sc, E *v,
-                                       E *g, E *h)
+static double SFXS(signs_chunk)(int sq, int mode, int stream, const E *p, const SB *bits,
+                                fl_idx s, fl_idx e, int head, E sc, E *v, E *g, E *h)
 {
 #define SIGNS_CASE(M)                                                                 \
     case (M):                                                                         \
@@ -176,8 +183,9 @@ AVX512 static double SFXS(signs_chunk)(int sq, int mode, int stream, const E *p,
 typedef struct {
     int sq, mode, stream;
     const E *p, *t;
-    K *bits;
-    fl_idx n, head;
+    SB *bits;
+    fl_idx n;
+    int head;
     E sc;
     E *v, *g, *h;
     int bad;
@@ -216,7 +224,7 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
         return -1;
     const fl_idx nchunks = (n + FL_CHUNK - 1) / FL_CHUNK;
     const size_t nbits = (size_t)((n + L - 1) / L);
-    K stack_bits[2 * FL_CHUNK / L];
+    SB stack_bits[2 * FL_CHUNK / L];
     double stack_part[256];
     if (nchunks == 1) {
         if (SFXS(signs_pack)(t, 0, n, stack_bits)) return 1;
@@ -228,11 +236,11 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
      * first, then 64-byte aligned stores */
     const E *o1 = (mode & FL_HESS) ? h : (mode & FL_GRAD) ? g : NULL;
     const uintptr_t a1 = (uintptr_t)o1;
-    const int stream = reused && o1 != NULL && !(mode & FL_VAL) &&
+    const int stream = FL_V_STREAM && reused && o1 != NULL && !(mode & FL_VAL) &&
                        (size_t)n * sizeof(E) >= FL_STREAM_BYTES && a1 % sizeof(E) == 0;
-    const fl_idx head = stream ? (fl_idx)(((64 - a1 % 64) % 64) / sizeof(E)) : 0;
-    K *bits = nbits <= sizeof stack_bits / sizeof stack_bits[0]
-        ? stack_bits : (K *)malloc(nbits * sizeof(K));
+    const int head = stream ? (int)(((FL_VBYTES - a1 % FL_VBYTES) % FL_VBYTES) / sizeof(E)) : 0;
+    SB *bits = nbits <= sizeof stack_bits / sizeof stack_bits[0]
+        ? stack_bits : (SB *)malloc(nbits * sizeof(SB));
     double *part = nchunks <= 256 ? stack_part : (double *)malloc(sizeof(double) * (size_t)nchunks);
     if (!bits || !part) {
         if (bits != stack_bits) free(bits);
@@ -260,13 +268,13 @@ static int SFXS(signs_run)(int sq, int mode, const E *p, const E *t, fl_idx n, E
     return 0;
 }
 
-#undef VCMP
+#undef SBITS
 #undef E
 #undef V
-#undef K
+#undef M
 #undef L
+#undef SB
 #undef SFXS
-#undef VOP
+#undef VX
+#undef MX
 #undef VACC
-#undef VIDX
-#undef VPERM2

@@ -6,6 +6,7 @@ skipped by the benchmark itself; the tests only check what is installed.
 """
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -78,6 +79,10 @@ def test_cli_runs_and_json_holds_the_printed_table(tmp_path):
     doc = json.loads(path.read_text())
 
     assert "machine :" in out and doc["machine"]["simd"] in out
+    simd_line = next(line for line in out.splitlines() if line.startswith("SIMD    :"))
+    assert fl.show_config(print_=False)["simd"] in simd_line
+    assert doc["machine"]["cpu"] and doc["machine"]["cpu"] == bench.cpu_model()
+    assert f"machine : {doc['machine']['cpu']}" in out
     assert [r["loss"] for r in doc["rows"]] == ["mse", "huber"]
     for line in bench.format_table(doc["rows"], [], micro="\u00b5"):
         assert line in out                      # every printed line comes from the JSON
@@ -183,10 +188,11 @@ def test_every_peer_computes_the_same_loss(tmp_path, capsys):
     listed as skipped."""
     argv = ["--sizes", "1000", "--shapes", "32x5", "--dtype", "float32", "--threads", "1",
             "--repeat", "1", "--min-time", "0.0002", "--no-progress",
-            "--compare", "torch,jax,sklearn"]
+            "--compare", "numpy,torch,jax,sklearn"]
     out, doc = _run(argv, tmp_path, capsys)
     loaded, skipped = doc["machine"]["peers"], doc["skipped_peers"]
-    assert set(loaded) | set(skipped) == {"torch", "jax", "sklearn"}
+    assert set(loaded) | set(skipped) == {"numpy", "torch", "jax", "sklearn"}
+    assert "numpy" in loaded                    # NumPy is always there
     for name in skipped:
         assert f"skipped {name}" in out
     for row in doc["rows"]:
@@ -212,3 +218,93 @@ def test_plot_without_matplotlib_is_a_clear_error(capsys, monkeypatch):
         bench.main(["--loss", "mse", *TINY, "--plot", "x.png"])
     assert e.value.code == 2
     assert "matplotlib" in capsys.readouterr().err
+
+
+# ------------------------------------------------ the idiomatic NumPy column
+
+def test_numpy_column_times_the_declared_spelling(tmp_path, capsys, monkeypatch):
+    """The "numpy" column is the declaration's peers["numpy"] (every loss
+    has one): slowing that function by DELAY slows the column by DELAY and
+    leaves the reference column alone."""
+    assert all("numpy" in spec.peers for spec in bench.TABLE)
+    argv = ["--loss", "mse", *TINY, "--compare", "numpy"]
+    out, before = _run(argv, tmp_path, capsys, "before.json")
+    head = next(line for line in out.splitlines() if line.startswith("size"))
+    assert head.split()[-2:] == ["reference", "numpy"]
+    real = bench.ADAPTERS["mse"]["numpy"]
+
+    def slow(*a, **kw):
+        _busy_wait(DELAY)
+        return real(*a, **kw)
+    monkeypatch.setitem(bench.ADAPTERS["mse"], "numpy", slow)
+    _, after = _run(argv, tmp_path, capsys, "after.json")
+    extra = _median(after, "mse", "numpy") - _median(before, "mse", "numpy")
+    assert 0.9 * DELAY < extra < 2 * DELAY
+    assert _median(after, "mse", "reference") < DELAY / 2
+    (row,) = after["rows"]
+    assert row["agrees"]["numpy"] is True
+
+
+# ------------------------------------------------------------------ the plot
+
+def test_every_contender_has_its_own_colour_and_marker():
+    contenders = ["reference"] + list(bench.PEERS)
+    assert set(contenders) <= set(bench.PLOT_STYLE)
+    colours = [bench.PLOT_STYLE[c][0] for c in contenders]
+    markers = [bench.PLOT_STYLE[c][1] for c in contenders]
+    assert len(set(colours)) == len(contenders), colours
+    assert len(set(markers)) == len(contenders), markers
+
+
+def _row(loss, family, shape, speedup):
+    return {"loss": loss, "family": family, "shape": list(shape),
+            "elements": math.prod(shape), "dtype": "float32", "threads": 1,
+            "speedup": speedup}
+
+
+def test_plot_lines_never_join_unlike_shapes():
+    rows = [_row("cross_entropy", "class", s, {"reference": 2.0, "torch": 3.0})
+            for s in bench.CLASS_SHAPES]
+    rows += [_row("mse", "elementwise", (n,), {"reference": 2.0}) for n in bench.SIZES]
+    series = bench.plot_series(rows, ["reference", "torch"])
+    # class losses: one line per (contender, class count), each with all its shapes
+    ce = series["cross_entropy"]
+    counts = sorted({s[-1] for s in bench.CLASS_SHAPES})
+    assert sorted((c, g) for c, _, g, _ in ce) == sorted(
+        (c, k) for c in ("reference", "torch") for k in counts)
+    for c, _, group, pts in ce:
+        want = sorted(math.prod(s) for s in bench.CLASS_SHAPES if s[-1] == group)
+        assert [e for e, _ in pts] == want
+    # elementwise: one line per contender over every size
+    (line,) = series["mse"]
+    assert line[2] is None and [e for e, _ in line[3]] == list(bench.SIZES)
+
+
+# ------------------------------------------- output paths checked up front
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_bad_output_path_fails_before_any_timing(tmp_path, capsys, monkeypatch, flag):
+    def no_run(*a, **kw):
+        raise AssertionError("the benchmark ran before the bad path was reported")
+    monkeypatch.setattr(bench, "run", no_run)
+    for bad, why in ((tmp_path / "missing" / "r.out", "does not exist"),
+                     (tmp_path, "is a directory")):
+        with pytest.raises(SystemExit) as e:
+            bench.main(["--loss", "mse", *TINY, flag, str(bad)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and flag in err and why in err, err
+        assert "Traceback" not in err
+
+
+def test_bad_json_path_from_the_command_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fastloss.bench", "--quick", "--json",
+                           str(tmp_path / "no" / "such" / "dir.json")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""                          # no header: nothing was timed
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+    assert time.perf_counter() - t0 < 60

@@ -29,6 +29,7 @@ import pytest
 import fastloss as fl
 from fastloss._registry import make_inputs
 from fastloss._registry import TWO_INPUT as TABLE
+from fastloss._spec import UNIT
 
 SPECS = [s for s in TABLE if s.family == "elementwise"]
 IDS = [s.name for s in SPECS]
@@ -1120,7 +1121,7 @@ def _all_methods(L, p, t, out):
     return res
 
 
-@pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
+@pytest.mark.skipif(not fl._core.simd_loops(), reason="level in use has no hand-vectorized loops (FASTLOSS_SIMD=portable?)")
 @pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_hinge_packed_labels_match_portable(name, dtype):
@@ -1165,7 +1166,7 @@ def test_hinge_packed_labels_match_portable(name, dtype):
         assert len(sums) == 1, f"n={n}: reductions depend on out's alignment or the threads"
 
 
-@pytest.mark.skipif(not fl._core.simd_loops(), reason="CPU without AVX-512: no packed-label path")
+@pytest.mark.skipif(not fl._core.simd_loops(), reason="level in use has no hand-vectorized loops (FASTLOSS_SIMD=portable?)")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_hinge_packed_labels_check_before_writing(dtype):
     """The packing pass is the label check: a bad label anywhere (first,
@@ -1819,46 +1820,55 @@ def test_out_argument(spec):
 
 # ================================================ 11. cross-library oracles
 
+def _torch_value(prm):
+    """A value of a scalar parameter other than its default, well inside its
+    domain (0.7 of the default, or 0.7 of the way into a bounded one)."""
+    d = prm.domain
+    v = 0.7 * prm.default if prm.default else 0.3
+    if math.isfinite(d.lo) and math.isfinite(d.hi):
+        v = d.lo + 0.7 * (prm.default - d.lo) if prm.default > d.lo else d.lo + 0.3 * (d.hi - d.lo)
+    assert bool(d.contains(v)), (prm.name, v)
+    return v
+
+
 def _torch_cases():
-    return [
-        # (name, fastloss params, torch call (F, x, y, reduction, params) -> loss, targets)
-        ("mse", {}, lambda F, x, y, r, k: F.mse_loss(x, y, reduction=r)),
-        ("mae", {}, lambda F, x, y, r, k: F.l1_loss(x, y, reduction=r)),
-        ("huber", {"delta": 0.7}, lambda F, x, y, r, k: F.huber_loss(x, y, reduction=r, delta=k["delta"])),
-        ("smooth_l1", {"beta": 0.6}, lambda F, x, y, r, k: F.smooth_l1_loss(x, y, reduction=r, beta=k["beta"])),
-        ("poisson", {}, lambda F, x, y, r, k: F.poisson_nll_loss(x, y, log_input=True, full=False, reduction=r)),
-        ("binary_cross_entropy", {}, lambda F, x, y, r, k: F.binary_cross_entropy(x, y, reduction=r)),
-        ("binary_cross_entropy_with_logits", {},
-         lambda F, x, y, r, k: F.binary_cross_entropy_with_logits(x, y, reduction=r)),
-        ("binary_cross_entropy_with_logits", {"pos_weight": "array"},
-         lambda F, x, y, r, k: F.binary_cross_entropy_with_logits(x, y, reduction=r,
-                                                                  pos_weight=k["pos_weight"])),
-    ]
+    """(spec, with its array parameters): every elementwise loss, each
+    scalar parameter at a value other than its default (_torch_value), with
+    and without its array parameters (pos_weight)."""
+    out = []
+    for spec in SPECS:
+        out.append((spec, False))
+        if spec.array_params:
+            out.append((spec, True))
+    return out
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("name,params,tfn", _torch_cases(),
-                         ids=[f"{c[0]}{'-pw' if c[1].get('pos_weight') else ''}" for c in _torch_cases()])
-def test_pytorch(name, params, tfn, reduction):
+@pytest.mark.parametrize("spec,arrays", _torch_cases(),
+                         ids=[f"{s.name}{'-pw' if a else ''}" for s, a in _torch_cases()])
+def test_pytorch(spec, arrays, reduction):
     """Values, autograd gradients and Hessian diagonals (double backward) of
-    torch.nn.functional in float64."""
+    the declaration's torch spelling (spec.peers["torch"]) in float64.
+    Targets in [0, 1] (a data check) are soft labels, a quarter of them
+    rounded to 0 or 1."""
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    L = needs(name)
-    spec = L.spec
+    L = loss_of(spec)
+    name = spec.name
     rng = np.random.default_rng(seed_of("torch", name))
     p, t, _ = make_inputs(name, (20, 6), np.float64, rng)
-    if name.startswith("binary_cross_entropy"):
+    if any(c.arg == "y_true" and c.domain == UNIT for c in spec.checks):
         t = rng.uniform(0, 1, t.shape)           # soft labels
         t[:5] = np.round(t[:5])
-    kw = dict(params)
-    tkw = dict(params)
-    if kw.get("pos_weight") == "array":
-        kw["pos_weight"] = rng.uniform(0, 3, 6)
-        tkw["pos_weight"] = torch.from_numpy(kw["pos_weight"])
+    kw = {prm.name: _torch_value(prm) for prm in spec.params}
+    tkw = dict(kw)
+    if arrays:
+        for ap in spec.array_params:
+            kw[ap.name] = rng.uniform(0, 3, 6)
+            tkw[ap.name] = torch.from_numpy(kw[ap.name])
     x = torch.tensor(p, requires_grad=True)
     y = torch.from_numpy(t)
-    loss = tfn(F, x, y, reduction, tkw)
+    loss = spec.peers["torch"](F, x, y, tkw, reduction)
     (g,) = torch.autograd.grad(loss.sum(), x, create_graph=True)
     (h,) = torch.autograd.grad(g.sum(), x) if g.requires_grad else (torch.zeros_like(x),)
     h = h.numpy(force=True)           # l1_loss's Hessian is a ZeroTensor
@@ -1874,9 +1884,8 @@ def test_pytorch(name, params, tfn, reduction):
     # p*(1-p) + 1e-12 (its EPSILON), a relative error of 1e-12/(p(1-p)), up
     # to 1e-9 for the sampled p in (0.001, 0.999); checked against the exact
     # t/p**2 + (1-t)/(1-p)**2, fastloss is within a few ulp there.
-    hrtol = 2e-9 if name == "binary_cross_entropy" else 1e-12
+    hrtol = 2e-9 if spec.kernel == "bce" else 1e-12
     np.testing.assert_allclose(fh, h, rtol=hrtol, atol=1e-13)
-    assert spec.name == name
 
 
 def _sklearn_cases():

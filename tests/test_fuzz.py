@@ -104,6 +104,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import fastloss as fl
+from fastloss import _registry
 from fastloss._registry import make_inputs
 from fastloss._registry import TWO_INPUT as TABLE
 from fastloss._spec import UNIT
@@ -590,10 +591,12 @@ def _draw_class(data, c, dtype, rng):
 
 
 def _sample_shape(c):
-    """The shape of the per-element (elementwise) or per-sample (class)
-    loss array."""
+    """The shape of the per-element (elementwise) or per-sample (class,
+    rows) loss array."""
     if c.class_info is not None:
         return c.class_info[2]
+    if c.spec.family == "rows":
+        return c.shape[:-1]
     return c.shape
 
 
@@ -601,7 +604,8 @@ def _draw_common(data, c, rng):
     S = _sample_shape(c)
     nd = len(S)
     # reduction
-    red = data.draw(st.sampled_from(["mean", "mean", "sum", "none", None]), label="reduction")
+    red = data.draw(st.sampled_from(["mean", "mean", "sum", "none", None]
+                                    + list(c.spec.extra_reductions)), label="reduction")
     if red is not None:
         c.kw["reduction"] = red
     reduction = red or "mean"
@@ -750,6 +754,27 @@ def kind_of(exc):
         return TypeError
     return type(exc)
 
+def check_same_error(spec, kinds, fast_exc, ref_exc, outs=(), out_snaps=()):
+    """Errors agree: when the reference (or a variant) raised, fastloss raised
+    an error of one of those kinds, naming the loss, and left out= untouched;
+    when none did, fastloss did not raise.  Returns True when they raised."""
+    if kinds:
+        nm = sorted(k.__name__ for k in kinds)
+        assert fast_exc is not None, (
+            f"fastloss returned instead of raising {nm} (reference: {ref_exc!r})")
+        assert kind_of(fast_exc) in kinds, (
+            f"fastloss raised {type(fast_exc).__name__}: {fast_exc}; expected one of {nm} "
+            f"(reference: {ref_exc!r})")
+        assert spec.name in str(fast_exc), f"the message does not name the loss: {fast_exc}"
+        for o, snap in zip(outs, out_snaps):
+            assert unchanged(o, snap), "fastloss raised but wrote into out="
+        return True
+    if fast_exc is not None:
+        raise AssertionError(f"fastloss raised {type(fast_exc).__name__}: {fast_exc} where the "
+                             f"reference returned") from fast_exc
+    return False
+
+
 
 def upcast(x, cd, hi):
     """An operand as the kernels see it (rounded to the compute dtype), in
@@ -796,6 +821,9 @@ def reduced_scale(c, terms, cd, mag=None):
     tot = np.sum(a, axis=_axis(c))
     if reduction == "sum":
         return tot
+    if reduction == "batchmean":
+        n0 = c.shape[0] if c.shape else 1
+        return tot / n0 if n0 else np.inf
     W = np.abs(np.sum(denominator_weights(c, cd), axis=_axis(c)))
     with np.errstate(all="ignore"):
         return np.where(W > 0, tot / np.where(W > 0, W, 1.0), np.inf)
@@ -969,12 +997,18 @@ def _mag_nll(f, hp, ht, hkw):
 CLASS_MAGNITUDES = {"cross_entropy": _mag_cross_entropy, "nll": _mag_nll}
 
 
-def _coef(f, cd, reduction):
+def _coef(f, cd, reduction, deriv=False):
     """|s| / |W| per sample (elementwise: per element): what multiplies a
     per-element derivative (|s| for "sum" and "none")."""
     S = _sample_shape(f)
     sw = f.kw.get("sample_weight")
     s = np.ones(S) if sw is None else np.abs(np.broadcast_to(upcast(sw, cd, np.float64), S))
+    cot = getattr(f, "cot_factor", None)
+    if deriv and cot is not None:       # |cotangent| over the per-sample shape
+        s = s * cot
+    if reduction == "batchmean":
+        n0 = f.shape[0] if f.shape else 1
+        return s / n0 if n0 else s * np.inf
     if reduction == "mean":
         W = np.abs(np.sum(denominator_weights(f, cd), axis=_axis(f), keepdims=True))
         with np.errstate(all="ignore"):
@@ -1020,7 +1054,7 @@ def magnitudes(f, hp, ht, hkw, cd):
                 if reduction == "none":
                     out["value"] = out["terms"]
             else:
-                out[key] = _times(expand(_coef(f, cd, reduction)), m)
+                out[key] = _times(expand(_coef(f, cd, reduction, deriv=True)), m)
     return out
 
 
@@ -1071,7 +1105,7 @@ REFERENCE_NAN_FAR_TAIL = {"sigmoid_focal": _focal_huge_gamma}
 
 
 def assert_match(got, hi_val, lo_val, od, cd, scale, what, nan_ok=False, finite_ok=False,
-                 zero_ok=False):
+                 zero_ok=False, any_ok=False):
     """The tolerance of the module docstring, elementwise."""
     g = np.asarray(got)
     assert g.dtype == od, f"{what}: dtype {g.dtype}, expected {od}"
@@ -1111,6 +1145,7 @@ def assert_match(got, hi_val, lo_val, od, cd, scale, what, nan_ok=False, finite_
         # product that underflows in float32 in both)
         ok |= gw == lw
         ok |= (gw == 0) & zero_ok
+        ok |= any_ok
     if not np.all(ok):
         bad = np.argwhere(~ok)[:6] if g.ndim else [()]
         lines = [f"{what}: {int(np.size(ok) - np.count_nonzero(ok))} of {np.size(ok)} "
@@ -1207,9 +1242,9 @@ def param_error_kind(spec, name, value):
     domain; fastloss rejects it even where the reference would propagate it)."""
     key = (spec.name, name, type(value).__name__, repr(value))
     if key not in _PARAM_KIND:
-        shape = (3, 4) if spec.family == "class" else (3,)
-        p, t, _ = make_inputs(spec.name, shape, np.float64, np.random.default_rng(0))
-        _, e, _ = run_quiet(lambda: fl.get(spec.name).reference(p, t, **{name: value}))
+        shape = (3,) if spec.family == "elementwise" else (3, 4)
+        *arrs, _ = make_inputs(spec.name, shape, np.float64, np.random.default_rng(0))
+        _, e, _ = run_quiet(lambda: fl.get(spec.name).reference(*arrs, **{name: value}))
         kind = kind_of(e) if e is not None else None
         if kind is None and isinstance(value, (float, np.floating)) and math.isnan(value):
             kind = ValueError
@@ -1264,20 +1299,9 @@ def check_case(c):
         assert unchanged(x, snap), f"fastloss wrote into its input {k}"
 
     kinds = expected_errors(c, ref_exc)
-    if kinds:
-        names = sorted(k.__name__ for k in kinds)
-        assert fast_exc is not None, (
-            f"fastloss returned instead of raising {names} (reference: {ref_exc!r})")
-        assert kind_of(fast_exc) in kinds, (
-            f"fastloss raised {type(fast_exc).__name__}: {fast_exc}; expected one of {names} "
-            f"(reference: {ref_exc!r})")
-        assert spec.name in str(fast_exc), f"the message does not name the loss: {fast_exc}"
-        if out is not None:
-            assert unchanged(out, out_snap), "fastloss raised but wrote into out="
+    if check_same_error(spec, kinds, fast_exc, ref_exc,
+                        () if out is None else (out,), () if out is None else (out_snap,)):
         return
-    if fast_exc is not None:
-        raise AssertionError(f"fastloss raised {type(fast_exc).__name__}: {fast_exc} where the "
-                             f"reference returned") from fast_exc
 
     # --- both returned: compare with the reference in higher precision
     if spec.name in UNCHECKED_TARGETS:
@@ -1352,6 +1376,11 @@ def zero_denominator(c, cd):
     with label smoothing), 0 is accepted as well as the reference's +-inf."""
     if (c.kw.get("reduction") or "mean") != "mean":
         return False
+    if c.spec.family == "rows":
+        with np.errstate(all="ignore"):
+            W = np.sum(denominator_weights(c, cd), axis=_axis(c), keepdims=True)
+        return np.broadcast_to(np.expand_dims(np.broadcast_to(W == 0, _sample_shape(c)), -1),
+                               c.shape)
     with np.errstate(all="ignore"):
         W = np.sum(denominator_weights(c, cd), axis=_axis(c), keepdims=True)
     z = np.broadcast_to(W == 0, _sample_shape(c))
@@ -1373,6 +1402,648 @@ def _zero_weight(c, cd):
 @given(data=st.data())
 def test_fuzz(spec, data):
     check_case(draw_case(data, spec))
+
+
+# ===================================================== every declaration
+#
+# test_fuzz_every_loss: the deep fuzz of every row of fastloss._registry.TABLE
+# -- the multi-input elementwise losses (gaussian_nll, margin_ranking), the
+# extra reductions (kl_div's batchmean), the row family and its three-input
+# loss -- through the operand model (SPEC sections 7-8): each input drawn
+# from its declaration (sampler, shape rule "broadcast" / "samples", data
+# checks' domain edges as special values, dtype, layout), each parameter from
+# its domain, a wrt subset (str or tuple; a bad or repeated name), a
+# cotangent (scalar, of the value's shape, broadcast, wrong), every reduction
+# the loss declares, sample weights, axis, out= (one array per wrt input,
+# a pair for grad_and_hessian), n_threads.  The two-input losses draw their
+# (y_pred, y_true) as test_fuzz does (class labels and probabilities, class
+# weights, pos_weight) and get the same wrt / cotangent / out= draws.  The
+# oracle is check_case's: the same errors as the reference; results within
+# RTOL * (|hi| + S) + 2 |lo - hi| + ATOL of the reference in higher
+# precision, S the magnitude of the cancelling terms (MULTI_MAGNITUDES for
+# the losses test_fuzz does not cover), times |cotangent|.  Where an input
+# or weight is NaN or infinite, the elements of the results it reaches (the
+# reference's NaN when every such value is replaced by NaN) are not compared.
+
+ALL_SPECS = list(_registry.TABLE)
+ALL_IDS = [s.name for s in ALL_SPECS]
+ALL_METHODS = ("value", "grad", "value_and_grad", "hessian", "grad_and_hessian")
+_TWO = {s.name for s in TABLE}
+
+
+class MultiCase(Case):
+    """A Case over all of a declaration's inputs (``inputs``; y_pred and
+    y_true stay the first two, for the shared helpers)."""
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.inputs = []
+        self.cot_factor = None
+
+    def sync(self):
+        self.y_pred = self.inputs[0]
+        self.y_true = self.inputs[1]
+
+    def faulted(self):
+        if not self.faults:
+            return self
+        f = copy.copy(self)
+        f.kw = dict(self.kw)
+        f.inputs = list(self.inputs)
+        for _, _, ch in self.faults:
+            if "y_pred" in ch:
+                f.inputs[0] = ch["y_pred"]
+                f.kw.pop("out", None)
+            if "y_true" in ch:
+                f.inputs[1] = ch["y_true"]
+            for k, v in ch.get("inputs", {}).items():
+                f.inputs[k] = v
+            for k, v in ch.get("kw", {}).items():
+                if v is DROP:
+                    f.kw.pop(k, None)
+                else:
+                    f.kw[k] = v
+        f.sync()
+        return f
+
+
+def _draw_rows_shape(data):
+    r = data.draw(st.integers(0, 99), label="rows shape kind")
+    if r < 3:
+        return data.draw(st.sampled_from([(2049, 16), (1024, 33), (64, 513), (3, 11000)]),
+                         label="big rows shape")
+    sdim = data.draw(st.sampled_from([1, 1, 1, 0, 2]), label="per-sample ndim")
+    S = draw_dims(data, sdim, cap=300, label="per-sample dims")
+    D = data.draw(st.sampled_from([1, 2, 3, 4, 7, 8, 15, 16, 17, 33, 0]), label="D")
+    return S + (D,)
+
+
+def _draw_param(data, prm):
+    if prm.boolean:
+        return data.draw(st.sampled_from([False, True, False, True, np.bool_(True), 1, None]),
+                         label=prm.name)
+    return draw_param_value(data, prm)
+
+
+def _draw_operands(data, c, dtype, rng):
+    """Inputs from the declaration: the first operand's shape, each other
+    operand broadcast to it ("broadcast") or to its per-sample shape
+    ("samples"), values from the sampler, ties between differentiable
+    operands, special values at the data checks' edges."""
+    spec = c.spec
+    shape = (_draw_rows_shape(data) if spec.family == "rows"
+             else _draw_pred_shape_elementwise(data))
+    c.shape = shape
+    c.big = math.prod(shape) >= THREADED_SIZE
+    arrays = []
+    for k, op in enumerate(spec.operands):
+        if op.shape == "first":
+            oshape = shape
+        elif op.shape == "samples":
+            oshape = _broadcast_base_shape(data, shape[:-1], f"{op.name} shape")
+        else:
+            oshape = _broadcast_base_shape(data, shape, f"{op.name} shape")
+        a = np.array(spec.sampler[op.name](rng, oshape), dtype=np.float64)
+        # ties with an earlier differentiable operand of the same shape
+        # (margin_ranking's kink at x1 == x2, triplet's zero distances)
+        if op.differentiable and k and a.size and \
+                data.draw(st.integers(0, 5), label=f"{op.name} ties") == 0:
+            prev = arrays[0]
+            if prev.shape == a.shape:
+                m = rng.random(a.shape) < 0.5
+                a[m] = prev[m]
+        inject(data, a, special_values(spec, op.name), f"{op.name} special", big=c.big)
+        arrays.append(a)
+    inputs = []
+    for k, (op, a) in enumerate(zip(spec.operands, arrays)):
+        if k == 0:
+            odt = dtype
+        elif op.differentiable:
+            odt = data.draw(st.sampled_from([None, None, None, np.float64, np.float32,
+                                             np.float16, np.int64]), label=f"{op.name} dtype")
+            odt = odt if odt is not None else (dtype if dtype.kind == "f" else np.float64)
+        else:
+            odt = data.draw(st.sampled_from([None, np.float32, np.float64, np.int64, np.int8,
+                                             np.bool_]), label=f"{op.name} dtype")
+            odt = odt if odt is not None else (dtype if dtype.kind == "f" else np.float64)
+        x, _ = draw_layout(data, to_dtype(a, odt), f"{op.name} layout")
+        inputs.append(x)
+    c.inputs = inputs
+    f = data.draw(st.integers(0, 29), label="shape fault")
+    if f == 0 and shape and len(spec.operands) > 1:
+        k = data.draw(st.integers(1, len(spec.operands) - 1), label="faulted operand")
+        c.fault(f"{spec.operands[k].name} enlarges", ValueError,
+                inputs={k: np.zeros((2,) + shape)})
+    for prm in spec.params:
+        if data.draw(st.integers(0, 2), label=f"give {prm.name}"):
+            c.kw[prm.name] = _draw_param(data, prm)
+
+
+def _wrt(spec, kw):
+    """(wrt names, single) as the call resolves them."""
+    w = kw.get("wrt")
+    if w is None:
+        return spec.differentiable, len(spec.differentiable) == 1
+    if isinstance(w, str):
+        return (w,), True
+    return tuple(w), False
+
+
+def _operand_shape(c, name):
+    if c.spec.family == "class":
+        return np.shape(c.inputs[0])
+    return np.shape(c.inputs[c.spec.inputs.index(name)])
+
+
+def _value_shape(c):
+    S = _sample_shape(c)
+    red = c.kw.get("reduction") or "mean"
+    axis = _axis(c)
+    if red == "none":
+        return S
+    if axis is None or red == "batchmean":
+        return ()
+    axes = {a % len(S) for a in np.atleast_1d(axis)}
+    return tuple(n for i, n in enumerate(S) if i not in axes)
+
+
+def _draw_derivative_args(data, c):
+    """wrt, cotangent and out= of a derivative call (replacing the single
+    out= array of _draw_common by one per wrt input)."""
+    spec = c.spec
+    diff = spec.differentiable
+    if c.method == "value":
+        if data.draw(st.integers(0, 39), label="wrt on value") == 0:
+            c.fault("wrt= given to the value", TypeError, kw={"wrt": diff[0]})
+        return
+    if data.draw(st.integers(0, 2), label="give wrt"):
+        pick = data.draw(st.lists(st.sampled_from(diff), min_size=1, max_size=len(diff),
+                                  unique=True), label="wrt")
+        c.kw["wrt"] = pick[0] if len(pick) == 1 and data.draw(st.booleans(), label="wrt str") \
+            else tuple(pick)
+    wf = data.draw(st.integers(0, 39), label="wrt fault")
+    if wf == 0:
+        c.fault("wrt names no differentiable input", ValueError,
+                kw={"wrt": data.draw(st.sampled_from(["nope", spec.inputs[-1] if
+                                                      spec.inputs[-1] not in diff else "x"]),
+                                     label="bad wrt")})
+    elif wf == 1:
+        c.fault("wrt repeats an input", ValueError, kw={"wrt": (diff[0], diff[0])})
+    # the cotangent: of the value's shape, broadcast to it, scalar, or wrong
+    ck = data.draw(st.sampled_from(["none"] * 4 + ["scalar", "full", "full", "broadcast",
+                                                   "bad"]), label="cotangent")
+    try:
+        vshape = _value_shape(c)
+    except Exception:       # noqa: BLE001 -- a bad axis: the call raises anyway
+        vshape = None
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="cotangent seed"))
+    if ck == "scalar":
+        c.kw["cotangent"] = data.draw(st.sampled_from([1.75, -0.5, 0.0, np.float32(3.0), 2]),
+                                      label="scalar cotangent")
+    elif ck in ("full", "broadcast") and vshape is not None:
+        bshape = vshape if ck == "full" else _broadcast_base_shape(data, vshape, "cot shape")
+        cot = rng.uniform(-2, 2, bshape)
+        if cot.size and data.draw(st.integers(0, 4), label="cot zeros") == 0:
+            cot.flat[0] = 0.0
+        cot = to_dtype(cot, data.draw(st.sampled_from([np.float64, np.float32, np.int64]),
+                                      label="cot dtype"))
+        c.kw["cotangent"], _ = draw_layout(data, cot, "cot layout")
+    elif ck == "bad" and vshape is not None:
+        c.fault("cotangent does not broadcast to the value", ValueError,
+                kw={"cotangent": np.ones(tuple(vshape) + (3,))})
+    # out=: one array per wrt input (a pair of those for grad_and_hessian)
+    wrt, single = _wrt(spec, c.kw)
+    if any(w not in diff for w in wrt):
+        return
+    od = compute_dtypes(np.asarray(c.inputs[0]).dtype)[1]
+
+    def one(alias=False, bad=None):
+        arrs = []
+        for w in wrt:
+            if bad is not None:
+                arrs.append(bad)
+                bad = None
+            elif alias and w == diff[0]:
+                arrs.append(c.inputs[0])
+            else:
+                arrs.append(np.full(_operand_shape(c, w), 12345, od))
+        return arrs[0] if single else tuple(arrs)
+
+    def pair(x):
+        return (x, one()) if c.method == "grad_and_hessian" else x
+    # the out= faults of _draw_common: the bad array in the first place
+    for _, _, ch in c.faults:
+        if "out" in ch.get("kw", {}):
+            ch["kw"]["out"] = pair(one(bad=ch["kw"]["out"]))
+    o = c.kw.get("out")
+    if o is None:
+        return
+    alias = o is c.inputs[0]
+    if alias and c.method == "grad_and_hessian":
+        c.kw.pop("out")         # y_pred cannot hold both
+        return
+    c.kw["out"] = pair(one(alias=alias))
+
+
+def draw_multi_case(data, spec):
+    c = MultiCase(spec)
+    methods = ALL_METHODS if spec.has_hessian else ALL_METHODS[:3]
+    c.method = data.draw(st.sampled_from(methods), label="method")
+    if not spec.has_hessian and data.draw(st.integers(0, 39), label="hessian fault") == 0:
+        c.method = "hessian"
+    dtype = np.dtype(data.draw(st.sampled_from(Y_PRED_DTYPES), label="y_pred dtype"))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    if spec.family == "class":
+        _draw_class(data, c, dtype, rng)
+        c.inputs = [c.y_pred, c.y_true]
+    elif spec.name in _TWO:
+        _draw_elementwise(data, c, dtype, rng)
+        c.inputs = [c.y_pred, c.y_true]
+    else:
+        _draw_operands(data, c, dtype, rng)
+    c.sync()
+    m = c.method
+    if m == "grad_and_hessian":      # _draw_common's out= is that of one derivative
+        c.method = "grad"
+    _draw_common(data, c, rng)
+    c.method = m
+    _draw_derivative_args(data, c)
+    return c
+
+
+# --- magnitudes of the cancelling terms of the losses test_fuzz does not cover
+# (fn(full-shape float64 inputs, parameters) -> {"value": M, "grad": (M per
+# differentiable input), "hess": (...)}, all of the first input's shape)
+
+def _mag_gaussian_nll(p, t, var, prm):
+    eps = float(prm.get("eps", 1e-6))
+    v = np.where(var < eps, eps, var)
+    q = (p - t) ** 2 / v
+    return {"value": 0.5 * (np.abs(np.log(v)) + q) + 1.0,
+            "grad": (np.zeros_like(p), 0.5 * (1 + q) / v),
+            "hess": (np.zeros_like(p), 0.5 * (2 * q + 1) / (v * v))}
+
+
+def _mag_kl_div(p, t, prm):
+    if prm.get("log_target"):
+        et = np.exp(t)
+        amp = 1 + np.abs(t)          # exp amplifies the rounding of its argument
+        return {"value": _times(et, (np.abs(t) + np.abs(p)) * amp), "grad": (et * amp,)}
+    return {"value": np.abs(_times(t, np.log(np.abs(t)))) + np.abs(_times(t, p)),
+            "grad": (np.zeros_like(p),)}
+
+
+def _mag_margin_ranking(x1, x2, y, prm):
+    return {"value": np.abs(x1) + np.abs(x2) + abs(float(prm.get("margin", 0.0))),
+            "grad": (np.zeros_like(x1), np.zeros_like(x1))}
+
+
+def _row_norm(u):
+    return np.sqrt(np.sum(u * u, axis=-1, keepdims=True))
+
+
+def _mag_cosine(x1, x2, y, prm):
+    # the gradient is a difference of terms ~ 1 / |x|: x2/(|x1||x2|) - cos x1/|x1|^2
+    n1 = np.sqrt(_row_norm(x1) ** 2 + 1e-12)
+    n2 = np.sqrt(_row_norm(x2) ** 2 + 1e-12)
+    one = np.ones_like(x1)
+    return {"value": np.full(x1.shape[:-1], 2.0 + abs(float(prm.get("margin", 0.0)))),
+            "grad": (2 * one / n1, 2 * one / n2)}
+
+
+def _dist_terms(u, v, prm):
+    """(distance, |d distance / d u| per element) of ||u - v + eps||_p."""
+    pw = float(prm.get("p", 2.0))
+    w = u - v + float(prm.get("eps", 1e-6))
+    a = np.abs(w)
+    if math.isinf(pw):
+        d = np.max(a, axis=-1, keepdims=True) if a.shape[-1] else np.zeros(a.shape[:-1] + (1,))
+        return d, np.ones_like(a)
+    d = np.sum(a ** pw, axis=-1, keepdims=True) ** (1 / pw)
+    return d, np.where(a == 0, 0.0, (a / np.where(d == 0, 1.0, d)) ** (pw - 1))
+
+
+def _mag_triplet(a, p, n, prm):
+    dap, gap = _dist_terms(a, p, prm)
+    dan, gan = _dist_terms(a, n, prm)
+    dpn, gpn = _dist_terms(p, n, prm)
+    g = gap + gan + gpn
+    m = abs(float(prm.get("margin", 1.0)))
+    # the value is a difference of distances; each gradient a sum of the
+    # distances' unit-vector terms (swap: any of the three)
+    return {"value": (dap + dan + dpn)[..., 0] + m, "grad": (g, g, g)}
+
+
+def _kink_triplet(a, p, n, prm, eps):
+    """Samples at the hinge (d(a, p) - d(a, n) + margin ~ 0) or at the swap's
+    tie (d(a, n) ~ d(p, n)) within the rounding of the distances in the
+    compute dtype (each ~ a few eps relative): their derivatives may take
+    either branch."""
+    dap, _ = _dist_terms(a, p, prm)
+    dan, _ = _dist_terms(a, n, prm)
+    dpn, _ = _dist_terms(p, n, prm)
+    m = float(prm.get("margin", 1.0))
+    tol = 8 * eps * (dap + dan + dpn + abs(m))[..., 0]
+    dneg = np.minimum(dan, dpn) if prm.get("swap") else dan
+    k = np.abs((dap - dneg)[..., 0] + m) <= tol
+    if prm.get("swap"):
+        k |= np.abs((dan - dpn)[..., 0]) <= tol
+    return k
+
+
+def _kink_cosine(x1, x2, y, prm, eps):
+    """y == -1 samples with cos ~ margin (within the rounding of cos in the
+    compute dtype)."""
+    n1 = np.sqrt(_row_norm(x1) ** 2 + 1e-12)[..., 0]
+    n2 = np.sqrt(_row_norm(x2) ** 2 + 1e-12)[..., 0]
+    cos = np.sum(x1 * x2, axis=-1) / (n1 * n2)
+    m = float(prm.get("margin", 0.0))
+    return (y != 1) & (np.abs(cos - m) <= 16 * eps * (1 + abs(m)))
+
+
+# loss -> fn(full-shape inputs, parameters, eps of the compute dtype) -> mask
+# of the samples whose derivatives are at a kink of the loss
+MULTI_KINKS = {"triplet_margin": _kink_triplet, "cosine_embedding": _kink_cosine}
+
+MULTI_MAGNITUDES = {"gaussian_nll": _mag_gaussian_nll, "kl_div": _mag_kl_div,
+                    "margin_ranking": _mag_margin_ranking,
+                    "cosine_embedding": _mag_cosine, "triplet_margin": _mag_triplet}
+
+
+def _sum_to(a, shape):
+    """a summed down to `shape` (the reverse of broadcasting)."""
+    a = np.asarray(a)
+    lead = a.ndim - len(shape)
+    if lead:
+        a = a.sum(axis=tuple(range(lead)))
+    ax = tuple(i for i, n in enumerate(shape) if n == 1 and a.shape[i] != 1)
+    return a.sum(axis=ax, keepdims=True) if ax else a
+
+
+def multi_magnitudes(f, hin, hkw, cd):
+    """{"terms", "value", "grad": {wrt name: M}, "hess": {...}} for a
+    declaration without an entry in the two-input magnitudes."""
+    spec = f.spec
+    fn = MULTI_MAGNITUDES.get(spec.name)
+    if fn is None:
+        return {}
+    full = f.shape
+    arrs = []
+    for op, a in zip(spec.operands, hin):
+        a = np.asarray(a, dtype=np.float64)
+        if op.shape == "samples":
+            arrs.append(np.broadcast_to(a, full[:-1]))
+        else:
+            arrs.append(np.broadcast_to(a, full))
+    prm = {p.name: p.default for p in spec.params}
+    prm.update({k: v for k, v in hkw.items() if k in spec.param_names})
+    with np.errstate(all="ignore"):
+        raw = fn(*arrs, prm)
+        kf = MULTI_KINKS.get(spec.name)
+        kink = kf(*arrs, prm, float(np.finfo(cd).eps)) if kf is not None else None
+        reduction = f.kw.get("reduction") or "mean"
+        out = {}
+        m = np.nan_to_num(np.asarray(raw["value"], dtype=np.float64), nan=0.0)
+        out["terms"] = _times(_coef(f, cd, "none"), m)
+        if reduction == "none":
+            out["value"] = out["terms"]
+        cf = _coef(f, cd, reduction, deriv=True)
+        if spec.family == "rows":
+            cf = cf[..., None]
+        for key in ("grad", "hess"):
+            if key not in raw:
+                continue
+            out[key] = {}
+            for w, mm in zip(spec.differentiable, raw[key]):
+                mm = np.nan_to_num(np.asarray(mm, dtype=np.float64), nan=0.0)
+                out[key][w] = _sum_to(np.abs(_times(cf, mm)),
+                                      np.shape(hin[spec.inputs.index(w)]))
+        if kink is not None and np.any(kink):
+            km = np.broadcast_to(kink[..., None], full) if spec.family == "rows" else kink
+            out["kink"] = {w: _sum_to(km.astype(np.float64), np.shape(
+                hin[spec.inputs.index(w)])) > 0 for w in spec.differentiable}
+    return out
+
+
+def taint(f, method, ref, hin, hkw):
+    """The elements of each result that a NaN or infinite input or weight
+    reaches: where the reference, given NaN in place of every such value,
+    returns NaN (a list of masks, in the order of the flattened results), or
+    None when there is no such value."""
+    def bad(a):
+        a = np.asarray(a)
+        return a.dtype.kind in "fc" and not np.all(np.isfinite(a))
+    arrays = dict(enumerate(hin))
+    kwv = {k: v for k, v in hkw.items() if k in ("sample_weight", "pos_weight",
+                                                  "class_weight", "cotangent")}
+    if not any(bad(a) for a in arrays.values()) and not any(bad(v) for v in kwv.values()):
+        return None
+
+    def nanify(a):
+        a = np.array(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else a
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            a[~np.isfinite(a)] = np.nan
+        return a
+    soft = f.class_info is not None and f.class_info[3]
+    ins = [nanify(a) if (k == 0 or f.class_info is None or soft) else a
+           for k, a in arrays.items()]
+    kw = dict(hkw)
+    for k, v in kwv.items():
+        kw[k] = nanify(v)
+    r, e, _ = run_quiet(lambda: call_multi(ref, method, ins, kw))
+    if e is not None:
+        return None
+    return [np.isnan(np.asarray(x, dtype=np.float64)) for x in _flat_results(method, r)]
+
+
+def call_multi(obj, method, inputs, kw):
+    if method == "value":
+        return obj(*inputs, **kw)
+    return getattr(obj, method)(*inputs, **kw)
+
+
+def _flat_results(method, r):
+    """[value?, derivative arrays...] of a result."""
+    out = []
+
+    def add(x):
+        if isinstance(x, (tuple, list)):
+            for y in x:
+                add(y)
+        else:
+            out.append(x)
+    add(r)
+    return out
+
+
+def _copy_out(o):
+    if isinstance(o, (tuple, list)):
+        return type(o)(_copy_out(x) for x in o)
+    if isinstance(o, np.ndarray):
+        return reference_kwargs({"out": o})["out"]
+    return o
+
+
+def _outs_flat(o):
+    if isinstance(o, (tuple, list)):
+        r = []
+        for x in o:
+            r += _outs_flat(x)
+        return r
+    return [o] if isinstance(o, np.ndarray) else []
+
+
+def check_multi(c):
+    spec = c.spec
+    loss = fl.get(spec.name)
+    ref = loss.reference
+    f = c.faulted()
+    note(f"{spec.name}.{f.method}: inputs "
+         f"{[(np.asarray(a).dtype, np.shape(a), np.asarray(a).strides) for a in f.inputs]} "
+         f"kw {({k: (np.shape(v) if isinstance(v, np.ndarray) else v) for k, v in f.kw.items()})}"
+         f"; injected errors: {c.fault_names()}")
+    out = f.kw.get("out")
+    outs = _outs_flat(out)
+    snaps = [snapshot(a) for a in f.inputs]
+    ksnaps = {k: snapshot(v) for k, v in f.kw.items()
+              if isinstance(v, (np.ndarray, list)) and k != "out"}
+    out_snaps = [snapshot(o) for o in outs]
+    rkw = {**f.kw, "out": _copy_out(out)} if out is not None else f.kw
+    ref_res, ref_exc, _ = run_quiet(lambda: call_multi(
+        ref, f.method, [native(f.inputs[0])] + list(f.inputs[1:]), rkw))
+    fast_res, fast_exc, fast_warn = run_quiet(lambda: call_multi(loss, f.method, f.inputs, f.kw))
+    for k, (a, snap) in enumerate(zip(f.inputs, snaps)):
+        if any(o is a for o in outs):
+            continue
+        assert unchanged(a, snap), f"fastloss wrote into its input {spec.inputs[k]}"
+    for k, snap in ksnaps.items():
+        assert unchanged(f.kw[k], snap), f"fastloss wrote into {k}"
+
+    kinds = {k for _, k, _ in c.faults}
+    names = {p.name for p in spec.params}
+    for k, v in f.kw.items():
+        if k in names and k not in ("class_axis", "ignore_index"):
+            pk = param_error_kind(spec, k, v)
+            if pk is not None:
+                kinds.add(pk)
+    if c.faults:
+        ckw = {**c.kw, "out": _copy_out(c.kw["out"])} if "out" in c.kw else c.kw
+        _, e, _ = run_quiet(lambda: call_multi(ref, c.method, [native(c.inputs[0])]
+                                               + list(c.inputs[1:]), ckw))
+        if e is not None:
+            kinds.add(kind_of(e))
+    if ref_exc is not None:
+        kinds.add(kind_of(ref_exc))
+    if check_same_error(spec, kinds, fast_exc, ref_exc, outs, out_snaps):
+        return
+
+    if spec.name in UNCHECKED_TARGETS:
+        with np.errstate(all="ignore"):
+            t = np.asarray(snaps[1], dtype=np.float64)
+        if not np.all(UNCHECKED_TARGETS[spec.name].contains(t)):
+            return
+    pred = np.asarray(snaps[0])
+    cd, od = compute_dtypes(pred.dtype)
+    hi = np.float64 if cd == np.float32 else HI
+    orig = copy.copy(f)
+    orig.inputs = snaps
+    orig.sync()
+    # the reference in higher precision on the inputs as the kernels see them
+    hp, ht, hkw = hi_arguments(orig, cd, hi)
+    hin = [hp, ht] + [upcast(a, cd, hi) for a in snaps[2:]]
+    if "cotangent" in hkw:
+        hkw["cotangent"] = upcast(hkw["cotangent"], cd, hi)
+    hi_res, hi_exc, _ = run_quiet(lambda: call_multi(ref, f.method, hin, hkw))
+    assert hi_exc is None, f"the reference failed in higher precision: {hi_exc!r}"
+    # the tolerance: magnitudes times |cotangent| over the per-sample shape
+    S = _sample_shape(orig)
+    reduction = f.kw.get("reduction") or "mean"
+    axis = _axis(f)
+    cot = hkw.get("cotangent")
+    if cot is not None:
+        ca = np.abs(np.asarray(cot, dtype=np.float64))
+        vshape = _value_shape(orig)
+        ca = np.broadcast_to(ca, vshape)
+        if reduction != "none" and axis is not None and reduction != "batchmean":
+            ca = np.expand_dims(ca, tuple(sorted(a % len(S) for a in np.atleast_1d(axis))))
+        orig.cot_factor = np.broadcast_to(ca, S) if S else ca
+    two = spec.name in _TWO
+    if two:
+        mags = magnitudes(orig, hp, ht, hkw, cd)
+        gm = {spec.differentiable[0]: mags.get("grad", 0.0)}
+        hm = {spec.differentiable[0]: mags.get("hess", 0.0)}
+        nan_d, nan_v = nan_allowed(orig, hp, ht, hkw)
+        far = REFERENCE_NAN_FAR_TAIL.get(spec.name)
+        finite_ok = bool(far and far(orig, hp, ht, hkw))
+    else:
+        mags = multi_magnitudes(orig, hin, hkw, cd)
+        gm, hm = mags.get("grad", {}), mags.get("hess", {})
+        nan_d = nan_v = False
+        finite_ok = False
+    tainted = taint(orig, f.method, ref, hin, hkw)
+    wrt, single = _wrt(spec, f.kw)
+    want_v = f.method in ("value", "value_and_grad")
+    kinds_d = {"grad": ["grad"], "value_and_grad": ["grad"], "hessian": ["hess"],
+               "grad_and_hessian": ["grad", "hess"]}.get(f.method, [])
+    labels = (["value"] if want_v else []) + [(k, w) for k in kinds_d for w in wrt]
+    hs, ls, fs = (_flat_results(f.method, r) for r in (hi_res, ref_res, fast_res))
+    assert len(fs) == len(labels) == len(hs), (len(fs), labels, len(hs))
+    if out is not None:
+        for o, g in zip(outs, fs[len(fs) - len(outs):]):
+            assert g is o, "a derivative is not its out= buffer"
+    for i, (lab, g, h, lo) in enumerate(zip(labels, fs, hs, ls)):
+        any_ok = tainted[i] if tainted is not None else False
+        if lab == "value":
+            if reduction == "none" or axis is not None:
+                assert isinstance(g, np.ndarray) or (axis is not None and len(
+                    np.atleast_1d(axis)) == len(S)), f"value: {type(g).__name__}"
+            else:
+                assert isinstance(g, np.generic), f"value: {type(g).__name__}, not a NumPy scalar"
+            if reduction != "none":
+                terms, e, _ = run_quiet(lambda: call_multi(ref, "value", hin, {
+                    **{k: v for k, v in hkw.items() if k not in ("wrt", "cotangent")},
+                    "reduction": "none", "axis": None}))
+                assert e is None, e
+                scale = reduced_scale(orig, terms, cd, mags.get("terms"))
+                nv = nan_v if np.ndim(nan_v) == 0 else (
+                    np.any(nan_v, axis=axis) if reduction != "batchmean" else np.any(nan_v))
+            else:
+                scale, nv = mags.get("value", 0.0), nan_v
+            assert_match(g, h, lo, od, cd, scale, "value", nv, finite_ok, any_ok=any_ok)
+            if reduction == "mean" and _zero_weight(orig, cd):
+                assert any(issubclass(w.category, RuntimeWarning) for w in fast_warn), \
+                    "mean over zero total weight without a RuntimeWarning"
+            continue
+        key, w = lab
+        what = f"{'gradient' if key == 'grad' else 'hessian'} wrt {w}"
+        assert isinstance(g, np.ndarray), f"{what}: {type(g).__name__}"
+        assert g.shape == _operand_shape(orig, w), f"{what}: shape {g.shape}"
+        sc = (gm if key == "grad" else hm).get(w, 0.0)
+        kink = mags.get("kink", {}).get(w) if not two else None
+        if kink is not None:
+            any_ok = any_ok | kink
+        nd = nan_d if w == spec.differentiable[0] else False
+        zd = zero_denominator(orig, cd) if w == spec.inputs[0] else False
+        if zd is not False and np.shape(zd) != g.shape:
+            zd = False
+        assert_match(g, h, lo, od, cd, sc, what, nd, finite_ok, zd, any_ok=any_ok)
+
+    # thread-count invariance on calls big enough for the team
+    if f.big and not outs:
+        kw1 = dict(f.kw)
+        r1 = call_multi(loss, f.method, f.inputs, {**kw1, "n_threads": 1})
+        r2 = call_multi(loss, f.method, f.inputs, {**kw1, "n_threads": 2})
+        for a, b in zip(_flat_results(f.method, r1), _flat_results(f.method, r2)):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), \
+                "n_threads=1 and n_threads=2 differ in their bits"
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=ALL_IDS)
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.large_base_example, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_fuzz_every_loss(spec, data):
+    check_multi(draw_multi_case(data, spec))
 
 
 # --------------------------------------------------------------- findings
@@ -1725,3 +2396,54 @@ def test_found_cross_entropy_infinite_target_gradient():
             tt = np.concatenate([t, np.zeros((1, C - 3))], axis=1)
             got, want = _both("cross_entropy", "grad", zz, tt)
             assert _same(got, want), (C, got[0, :3], want[0, :3])
+
+
+@pytest.mark.parametrize("form", ["0-d", "number"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64], ids=["f64", "f32", "i64"])
+@pytest.mark.parametrize("spec", [s for s in ALL_SPECS if len(s.differentiable) > 1],
+                         ids=[s.name for s in ALL_SPECS if len(s.differentiable) > 1])
+def test_found_gradient_of_a_scalar_input_has_its_shape(spec, dtype, form):
+    """A differentiable input other than the first given as a 0-d array or a
+    Python number (broadcast to the first input): its derivatives are sums,
+    of shape ().  The compiled fast path returned them in the first input's
+    shape (unsummed), the generic path as (1,) arrays (np.ascontiguousarray
+    makes a 0-d array 1-d)."""
+    loss = fl.get(spec.name)
+    *arrs, _ = make_inputs(spec.name, (4, 3), np.float64, np.random.default_rng(1))
+    arrs[0] = to_dtype(arrs[0] * (3 if dtype == np.int64 else 1), dtype)
+    for k, op in enumerate(spec.operands):
+        if k and op.differentiable:
+            v = float(np.asarray(arrs[k]).flat[0])
+            arrs[k] = np.array(v) if form == "0-d" else v
+    methods = ["grad", "value_and_grad"] + (["hessian", "grad_and_hessian"]
+                                            if spec.has_hessian else [])
+    for m in methods:
+        got = _flat_results(m, call_multi(loss, m, arrs, {}))
+        want = _flat_results(m, call_multi(loss.reference, m, arrs, {}))
+        for g, r in zip(got, want):
+            assert np.shape(g) == np.shape(r), (m, np.shape(g), np.shape(r))
+            np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(r, np.float64),
+                                       rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize("first", [5e-324, 1e-300, 1e300], ids=["5e-324", "1e-300", "1e300"])
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=ALL_IDS)
+def test_found_float64_weights_beyond_float32_range(spec, first):
+    """float64 sample weights of a float32 call are read rounded to float32
+    (5e-324 and 1e-300 are 0, 1e300 is inf).  The mean's total weight was
+    summed unrounded: for weights (5e-324, 0, ...) a total of 5e-324, whose
+    rescaling factor 2**947 is inf in float32 -- NaN derivatives where they
+    are 0 (zero total weight of the rounded weights), as the reference has."""
+    loss = fl.get(spec.name)
+    *arrs, _ = make_inputs(spec.name, (4, 3), np.float32, np.random.default_rng(2))
+    S = (4, 3) if spec.family == "elementwise" else (4,)
+    w = np.zeros(S)
+    w.flat[0] = first
+    for m in ("value", "grad") + (("hessian",) if spec.has_hessian else ()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = _flat_results(m, call_multi(loss, m, arrs, {"sample_weight": w}))
+            want = _flat_results(m, call_multi(loss.reference, m, arrs, {"sample_weight": w}))
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(r, np.float64),
+                                       rtol=1e-5, atol=1e-30, err_msg=m)

@@ -51,6 +51,45 @@ def _jax_focal(J, x, t, k):
     return J.np.mean(loss)
 
 
+# ------------------------------------------------- idiomatic NumPy (bench "numpy")
+# What a user writes in a few lines (value = the mean, gradient with respect
+# to each differentiable input; _spec.LossSpec.peers["numpy"]).  N is numpy.
+
+def _np_bce(N, p, t, k, grad=True):
+    v = -N.mean(t * N.log(p) + (1 - t) * N.log(1 - p))
+    return (v, (p - t) / (p * (1 - p)) / p.size) if grad else v
+
+
+def _np_bce_logits(N, x, t, k, grad=True):
+    v = N.mean(N.logaddexp(0, x) - t * x)
+    return (v, (1 / (1 + N.exp(-x)) - t) / x.size) if grad else v
+
+
+def _np_focal(N, x, t, k, grad=True):
+    p = 1 / (1 + N.exp(-x))
+    ce = N.logaddexp(0, x) - t * x
+    m = 1 - (p * t + (1 - p) * (1 - t))               # 1 - p_t
+    a, g = k["alpha"], k["gamma"]
+    w = 1.0 if a is None else a * t + (1 - a) * (1 - t)
+    v = N.mean(w * ce * m ** g)
+    if not grad:
+        return v
+    dm = -(2 * t - 1) * p * (1 - p)                   # d(1 - p_t)/dx
+    return v, w * ((p - t) * m ** g + ce * g * m ** (g - 1) * dm) / x.size
+
+
+def _np_hinge(N, x, s, k, grad=True):                 # labels -1/+1
+    m = 1 - s * x
+    v = N.mean(N.maximum(0, m))
+    return (v, N.where(m > 0, -s, 0) / x.size) if grad else v
+
+
+def _np_squared_hinge(N, x, s, k, grad=True):
+    m = N.maximum(0, 1 - s * x)
+    v = N.mean(m ** 2)
+    return (v, -2 * s * m / x.size) if grad else v
+
+
 def _binary(name, kernel, summary, formula, params=(), **kw):
     return LossSpec(name=name, family="elementwise", kernel=kernel, summary=summary,
                     formula=formula, params=tuple(params), **kw)
@@ -63,7 +102,8 @@ DECLARATIONS = [
         checks=(DataCheck("y_pred", UNIT, "probabilities in [0, 1]"), _TARGETS01),
         reference=R._binary_cross_entropy,
         sampler=dict(y_pred=uniform(0.001, 0.999), y_true=labels01),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.binary_cross_entropy(p, t, reduction=r),
+        peers=dict(numpy=_np_bce,
+                   torch=lambda F, p, t, k, r="mean": F.binary_cross_entropy(p, t, reduction=r),
                    jax=_jax_bce)),
     _binary(
         "binary_cross_entropy_with_logits", "bce_logits", "Binary cross-entropy on logits",
@@ -74,8 +114,10 @@ DECLARATIONS = [
         checks=(_TARGETS01,),
         reference=R._binary_cross_entropy_with_logits,
         sampler=dict(y_pred=normal(3.0), y_true=labels01),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.binary_cross_entropy_with_logits(
-            p, t, reduction=r),
+        peers=dict(
+            numpy=_np_bce_logits,
+            torch=lambda F, p, t, k, r="mean": F.binary_cross_entropy_with_logits(
+                p, t, pos_weight=k.get("pos_weight"), reduction=r),
             jax=_jax_bce_logits,
             sklearn=lambda S, k: (S.HalfBinomialLoss(), 1.0))),
     _binary(
@@ -88,13 +130,14 @@ DECLARATIONS = [
         checks=(_TARGETS01,),
         reference=R._sigmoid_focal,
         sampler=dict(y_pred=normal(3.0), y_true=labels01),
-        peers=dict(torch=_torch_focal, jax=_jax_focal)),
+        peers=dict(numpy=_np_focal, torch=_torch_focal, jax=_jax_focal)),
     _binary(
         "hinge", "hinge", "Hinge loss",
         "max(0, 1 - s*x), labels s in {-1, +1} (0 means -1)",
         checks=(_HINGE,),
         reference=R._hinge, sampler=dict(y_pred=normal(), y_true=signs),
         peers=dict(  # the sampled labels are already -1/+1
+            numpy=_np_hinge,
             torch=lambda F, x, s, k, r="mean": torch_reduce((1 - s * x).clamp(min=0), r),
             jax=lambda J, x, s, k: J.np.mean(J.np.maximum(0, 1 - s * x)))),
     _binary(
@@ -103,6 +146,7 @@ DECLARATIONS = [
         checks=(_HINGE,),
         reference=R._squared_hinge, sampler=dict(y_pred=normal(), y_true=signs),
         peers=dict(
+            numpy=_np_squared_hinge,
             torch=lambda F, x, s, k, r="mean": torch_reduce((1 - s * x).clamp(min=0).square(), r),
             jax=lambda J, x, s, k: J.np.mean(J.np.square(J.np.maximum(0, 1 - s * x))))),
 ]

@@ -55,6 +55,64 @@ def _jax_tweedie(J, p, t, k):
     return J.np.mean(J.np.exp(a * p) / a - t * J.np.exp(b * p) / b)
 
 
+# ------------------------------------------------- idiomatic NumPy (bench "numpy")
+# What a user writes in a few lines: value = the mean, gradient = its
+# derivative with respect to each differentiable input (SPEC section 6,
+# _spec.LossSpec.peers["numpy"]).  N is numpy.
+
+def _np_mse(N, p, t, k, grad=True):
+    d = p - t
+    v = N.mean(d ** 2)
+    return (v, 2 * d / d.size) if grad else v
+
+
+def _np_mae(N, p, t, k, grad=True):
+    d = p - t
+    v = N.mean(N.abs(d))
+    return (v, N.sign(d) / d.size) if grad else v
+
+
+def _np_huber(N, p, t, k, grad=True):
+    d, delta = p - t, k["delta"]
+    a = N.abs(d)
+    v = N.mean(N.where(a <= delta, 0.5 * d ** 2, delta * (a - 0.5 * delta)))
+    return (v, N.clip(d, -delta, delta) / d.size) if grad else v
+
+
+def _np_smooth_l1(N, p, t, k, grad=True):
+    d, beta = p - t, k["beta"]
+    if beta == 0:
+        return _np_mae(N, p, t, k, grad)
+    a = N.abs(d)
+    v = N.mean(N.where(a < beta, 0.5 * d ** 2 / beta, a - 0.5 * beta))
+    return (v, N.clip(d / beta, -1, 1) / d.size) if grad else v
+
+
+def _np_log_cosh(N, p, t, k, grad=True):
+    d = p - t          # the textbook form: cosh overflows for |d| > ~89 (float32)
+    v = N.mean(N.log(N.cosh(d)))
+    return (v, N.tanh(d) / d.size) if grad else v
+
+
+def _np_quantile(N, p, t, k, grad=True):
+    r, q = t - p, k["q"]
+    v = N.mean(N.maximum(q * r, (q - 1) * r))
+    return (v, N.where(r < 0, 1 - q, -q) / r.size) if grad else v
+
+
+def _np_poisson(N, p, t, k, grad=True):
+    e = N.exp(p)
+    v = N.mean(e - t * p)
+    return (v, (e - t) / p.size) if grad else v
+
+
+def _np_tweedie(N, p, t, k, grad=True):
+    a, b = 2 - k["power"], 1 - k["power"]
+    ea, eb = N.exp(a * p), N.exp(b * p)
+    v = N.mean(ea / a - t * eb / b)
+    return (v, (ea - t * eb) / p.size) if grad else v
+
+
 def _elementwise(name, kernel, summary, formula, params=(), **kw):
     return LossSpec(name=name, family="elementwise", kernel=kernel, summary=summary,
                     formula=formula, params=tuple(params), **kw)
@@ -64,13 +122,15 @@ DECLARATIONS = [
     _elementwise(
         "mse", "mse", "Mean squared error", "d**2,  d = y_pred - y_true",
         reference=R._mse, sampler=dict(y_pred=normal(), y_true=normal()),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.mse_loss(p, t, reduction=r),
+        peers=dict(numpy=_np_mse,
+                   torch=lambda F, p, t, k, r="mean": F.mse_loss(p, t, reduction=r),
                    jax=lambda J, p, t, k: J.np.mean(J.np.square(p - t)),
                    sklearn=lambda S, k: (S.HalfSquaredError(), 2.0))),
     _elementwise(
         "mae", "mae", "Mean absolute error", "abs(d)  (gradient 0 at d == 0)",
         reference=R._mae, sampler=dict(y_pred=normal(), y_true=normal()),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.l1_loss(p, t, reduction=r),
+        peers=dict(numpy=_np_mae,
+                   torch=lambda F, p, t, k, r="mean": F.l1_loss(p, t, reduction=r),
                    jax=lambda J, p, t, k: J.np.mean(J.np.abs(p - t)),
                    sklearn=lambda S, k: (S.AbsoluteError(), 1.0))),
     _elementwise(
@@ -78,7 +138,8 @@ DECLARATIONS = [
         "0.5*d**2 if abs(d) <= delta else delta*(abs(d) - 0.5*delta)",
         [Param("delta", 1.0, POSITIVE, "a", doc="threshold between the quadratic and linear parts")],
         reference=R._huber, sampler=dict(y_pred=normal(), y_true=normal()),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.huber_loss(p, t, delta=k["delta"],
+        peers=dict(numpy=_np_huber,
+                   torch=lambda F, p, t, k, r="mean": F.huber_loss(p, t, delta=k["delta"],
                                                                   reduction=r),
                    jax=_jax_huber,
                    sklearn=lambda S, k: (S.HuberLoss(delta=k["delta"]), 1.0))),
@@ -87,13 +148,15 @@ DECLARATIONS = [
         "0.5*d**2/beta if abs(d) < beta else abs(d) - 0.5*beta  (beta == 0: mae)",
         [Param("beta", 1.0, NONNEGATIVE, "a", doc="threshold; 0 gives mae")],
         reference=R._smooth_l1, sampler=dict(y_pred=normal(), y_true=normal()),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.smooth_l1_loss(p, t, beta=k["beta"],
+        peers=dict(numpy=_np_smooth_l1,
+                   torch=lambda F, p, t, k, r="mean": F.smooth_l1_loss(p, t, beta=k["beta"],
                                                                       reduction=r),
                    jax=_jax_smooth_l1)),
     _elementwise(
         "log_cosh", "log_cosh", "Log-cosh loss", "log(cosh(d)), without overflow",
         reference=R._log_cosh, sampler=dict(y_pred=normal(2.0), y_true=normal()),
-        peers=dict(torch=_torch_log_cosh,
+        peers=dict(numpy=_np_log_cosh,
+                   torch=_torch_log_cosh,
                    jax=lambda J, p, t, k: J.np.mean(J.np.logaddexp(p - t, t - p) - LOG2))),
     _elementwise(
         "quantile", "quantile", "Quantile (pinball) loss",
@@ -102,6 +165,7 @@ DECLARATIONS = [
         derive=_derive_quantile,
         reference=R._quantile, sampler=dict(y_pred=normal(), y_true=normal()),
         peers=dict(
+            numpy=_np_quantile,
             torch=lambda F, p, t, k, r="mean": torch_reduce(
                 (t - p).mul(k["q"]).maximum((t - p).mul(k["q"] - 1)), r),
             jax=lambda J, p, t, k: J.np.mean(J.np.maximum(k["q"] * (t - p),
@@ -114,8 +178,10 @@ DECLARATIONS = [
         reference=R._poisson,
         sampler=dict(y_pred=normal(),
                      y_true=lambda rng, shape: rng.poisson(1.0, shape).astype(np.float64)),
-        peers=dict(torch=lambda F, p, t, k, r="mean": F.poisson_nll_loss(
-            p, t, log_input=True, full=False, reduction=r),
+        peers=dict(
+            numpy=_np_poisson,
+            torch=lambda F, p, t, k, r="mean": F.poisson_nll_loss(
+                p, t, log_input=True, full=False, reduction=r),
             jax=lambda J, p, t, k: J.np.mean(J.np.exp(p) - t * p),
             sklearn=lambda S, k: (S.HalfPoissonLoss(), 1.0))),
     _elementwise(
@@ -128,6 +194,7 @@ DECLARATIONS = [
         sampler=dict(y_pred=normal(),
                      y_true=lambda rng, shape: np.where(rng.random(shape) < 0.3, 0.0,
                                                        rng.gamma(2.0, 1.0, shape))),
-        peers=dict(torch=_torch_tweedie, jax=_jax_tweedie,
+        peers=dict(numpy=_np_tweedie,
+                   torch=_torch_tweedie, jax=_jax_tweedie,
                    sklearn=lambda S, k: (S.HalfTweedieLoss(power=k["power"]), 1.0))),
 ]

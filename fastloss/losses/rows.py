@@ -8,6 +8,49 @@ from ._common import NONNEGATIVE, POSITIVE, SIGNS, normal, signs
 
 
 
+# ------------------------------------------------- idiomatic NumPy (bench "numpy")
+# What a user writes in a few lines (value = the mean, gradient with respect
+# to each vector input; vectors on the last axis; _spec.LossSpec.peers["numpy"]).  N is numpy.
+
+def _np_cosine_embedding(N, x1, x2, y, k, grad=True):
+    n1 = (x1 * x1).sum(axis=-1) + 1e-12
+    n2 = (x2 * x2).sum(axis=-1) + 1e-12
+    s = N.sqrt(n1 * n2)
+    cos = (x1 * x2).sum(axis=-1) / s
+    v = N.mean(N.where(y == 1, 1 - cos, N.maximum(0, cos - k["margin"])))
+    if not grad:
+        return v
+    dc = (N.where(y == 1, -1.0, (cos > k["margin"]) * 1.0) / cos.size)[..., None]
+    return v, (dc * (x2 / s[..., None] - cos[..., None] * x1 / n1[..., None]),
+               dc * (x1 / s[..., None] - cos[..., None] * x2 / n2[..., None]))
+
+
+def _np_triplet_margin(N, a, p, n, k, grad=True):
+    q, eps = k["p"], k["eps"]
+
+    def dist(u, w):                                   # ||u - w + eps||_q and its gradient in u
+        d = u - w + eps
+        if q == N.inf:
+            r = N.abs(d).max(axis=-1)
+            return r, N.sign(d) * (N.abs(d) == r[..., None])
+        r = (N.abs(d) ** q).sum(axis=-1) ** (1 / q)
+        return r, N.sign(d) * N.abs(d) ** (q - 1) / r[..., None] ** (q - 1)
+    dap, gap = dist(a, p)
+    dan, gan = dist(a, n)
+    if k["swap"]:
+        dpn, gpn = dist(p, n)
+        use = (dpn < dan)[..., None]
+        dan = N.minimum(dan, dpn)
+    v = N.mean(N.maximum(dap - dan + k["margin"], 0))
+    if not grad:
+        return v
+    w = ((dap - dan + k["margin"]) > 0)[..., None] / dap.size
+    if not k["swap"]:
+        return v, (w * (gap - gan), -w * gap, w * gan)
+    return v, (w * (gap - N.where(use, 0, gan)), -w * (gap + N.where(use, gpn, 0)),
+               w * N.where(use, gpn, gan))
+
+
 def _torch_triplet(F, a, p, n, k, r="mean"):
     return F.triplet_margin_loss(a, p, n, margin=k["margin"], p=k["p"], eps=k["eps"],
                                  swap=k["swap"], reduction=r)
@@ -49,6 +92,7 @@ DECLARATIONS = [
         reference=RR.cosine_embedding_parts,
         sampler=dict(x1=normal(), x2=normal(), y=signs),
         peers=dict(
+            numpy=_np_cosine_embedding,
             torch=lambda F, x1, x2, y, k, r="mean": F.cosine_embedding_loss(
                 x1, x2, y, margin=k["margin"], reduction=r),
             jax=_jax_cosine)),
@@ -68,6 +112,7 @@ DECLARATIONS = [
         has_hessian=False,
         reference=RR.triplet_margin_parts,
         sampler=dict(anchor=normal(), positive=normal(), negative=normal()),
-        peers=dict(torch=_torch_triplet, jax=_jax_triplet)),
+        peers=dict(numpy=_np_triplet_margin,
+                   torch=_torch_triplet, jax=_jax_triplet)),
 ]
 

@@ -33,6 +33,37 @@ def _torch_kl_div(F, p, t, k, r="mean"):
         return F.kl_div(p, t, reduction=r, log_target=k["log_target"])
 
 
+# ------------------------------------------------- idiomatic NumPy (bench "numpy")
+# What a user writes in a few lines (value = the mean, gradient with respect
+# to each differentiable input; _spec.LossSpec.peers["numpy"]).  N is numpy.
+
+def _np_gaussian_nll(N, p, t, var, k, grad=True):
+    v = N.maximum(var, k["eps"])                      # gradient straight through the clamp
+    d = p - t
+    val = N.mean(0.5 * (N.log(v) + d ** 2 / v)) + (_HALF_LOG_2PI if k["full"] else 0.0)
+    if not grad:
+        return val
+    return val, (d / v / p.size, 0.5 * (1 / v - d ** 2 / v ** 2) / p.size)
+
+
+def _np_kl_div(N, p, t, k, grad=True):                # targets > 0 (log(0) is not handled)
+    if k["log_target"]:
+        e = N.exp(t)
+        v = N.mean(e * (t - p))
+        return (v, -e / p.size) if grad else v
+    v = N.mean(t * (N.log(t) - p))
+    return (v, -t / p.size) if grad else v
+
+
+def _np_margin_ranking(N, x1, x2, y, k, grad=True):
+    m = -y * (x1 - x2) + k["margin"]
+    v = N.mean(N.maximum(0, m))
+    if not grad:
+        return v
+    g = N.where(m > 0, -y, 0) / x1.size
+    return v, (g, -g)
+
+
 def _softmax_rows(rng, shape):
     z = rng.standard_normal(shape)
     if z.size == 0 or z.ndim == 0:
@@ -57,6 +88,7 @@ DECLARATIONS = [
         sampler=dict(y_pred=normal(), y_true=normal(),
                      var=lambda rng, shape: rng.uniform(0.2, 2.0, shape)),
         peers=dict(
+            numpy=_np_gaussian_nll,
             torch=lambda F, p, t, var, k, r="mean": F.gaussian_nll_loss(
                 p, t, var, full=k["full"], eps=k["eps"], reduction=r),
             jax=_jax_gaussian_nll)),
@@ -74,6 +106,7 @@ DECLARATIONS = [
         sampler=dict(y_pred=lambda rng, shape: np.log(_softmax_rows(rng, shape)),
                      y_true=_softmax_rows),
         peers=dict(
+            numpy=_np_kl_div,
             torch=_torch_kl_div,
             jax=_jax_kl_div)),
     LossSpec(
@@ -88,6 +121,7 @@ DECLARATIONS = [
         reference=R._margin_ranking,
         sampler=dict(x1=normal(), x2=normal(), y=signs),
         peers=dict(
+            numpy=_np_margin_ranking,
             torch=lambda F, x1, x2, y, k, r="mean": F.margin_ranking_loss(
                 x1, x2, y, margin=k["margin"], reduction=r),
             jax=lambda J, x1, x2, y, k: J.np.mean(J.np.maximum(0, -y * (x1 - x2) + k["margin"])))),
