@@ -36,6 +36,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
+# a relative path (make's .venv/bin/python) as seen from here: the build runs
+# in another directory (the venv's symlink kept, not resolved)
+case "$PYTHON" in */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;; esac
 A="${ARM_DIR:-$ROOT/build/aarch64}"
 case "$A" in /*) ;; *) A="$ROOT/$A" ;; esac
 ARM_JOBS="${ARM_JOBS:-2}"
