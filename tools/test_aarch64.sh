@@ -219,6 +219,7 @@ for t in "${targs[@]}"; do
 done
 
 cd "$RUN"
+# (the path as the arm64 python sees it: qemu -L maps it into the root)
 info="$("${ARM_PY[@]}" -P -c '
 import os, sys, fastloss
 where = os.path.realpath(fastloss.__file__)
@@ -226,7 +227,7 @@ if not where.startswith(os.path.realpath(sys.argv[1]) + os.sep):
     sys.exit(f"imported fastloss from {where}, not from the installed wheel")
 c = fastloss.show_config(print_=False)
 print(where, "simd=%s openmp=%s threads=%s" % (c["simd"], c["openmp"], c["threads"]))
-' "$LOCAL_SITE")"
+' "/usr/local/lib/python$PYVER/dist-packages")"
 say "fastloss under qemu: $info"
 default_simd="$(echo "$info" | sed -n 's/.* simd=\(.*\) openmp=.*/\1/p')"
 
