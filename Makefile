@@ -13,6 +13,11 @@
 #                              wheel -> auditwheel repair, libgomp vendored), then
 #                              installed into a fresh venv without a compiler
 #                              and smoke-tested (tools/wheel_smoke.py)
+#   make test-aarch64       -- linux_aarch64 wheel cross-built through setup.py,
+#                              installed into an arm64 Debian Python root and a
+#                              test subset run under qemu-aarch64, at the NEON
+#                              and portable levels (tools/test_aarch64.sh;
+#                              docs/development.md, "Linux aarch64 under qemu")
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -24,7 +29,7 @@ BENCH_ARGS ?= --quick
 PYTEST_ARGS ?=
 SAN_ARGS ?=
 
-.PHONY: all install bench test test-fast clean sanitize sanitize-selftest test-leaks valgrind wheel
+.PHONY: all install bench test test-fast clean sanitize sanitize-selftest test-leaks valgrind wheel test-aarch64
 
 all: install
 
@@ -95,6 +100,13 @@ wheel:
 	cp $(WHEEL_DIR)/raw/fastloss-*.tar.gz $(WHEEL_DIR)/dist/
 	@ls -l $(WHEEL_DIR)/dist
 	tools/wheel_install_test.sh $(PYTHON) $(WHEEL_TEST) $(WHEEL_DIR)/dist "$(WHEEL_QEMU_CPU)"
+
+# make test-aarch64: the host side of the cross build (Cython, setuptools,
+# wheel, NumPy) comes from $(VENV)'s build requirements; the rest (cross gcc,
+# qemu-user, the arm64 root and wheels) is installed or downloaded by the
+# script and cached under build/aarch64.  ARM_TESTS / ARM_SIMD: see the script.
+test-aarch64: $(VENV)/.deps
+	PYTHON=$(PY) tools/test_aarch64.sh $(PYTEST_ARGS)
 
 clean:
 	rm -rf build $(VENV) fastloss/_core.c fastloss/*.so fastloss/_build_info.py *.egg-info

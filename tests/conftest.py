@@ -12,6 +12,8 @@ hypothesis test of the suite):
   random, 7000 examples per test (>= 10^5 over the 16 losses), shrinks a
   failure to a minimal example and prints its reproduction blob.
 * ``dev`` -- a quick random run while editing (no shrinking).
+* ``aarch64`` -- ``make test-aarch64`` (tools/test_aarch64.sh): ``ci`` with
+  30 examples per test, since everything runs ~10x slower under qemu.
 """
 from hypothesis import HealthCheck, Phase, settings
 
@@ -23,6 +25,9 @@ settings.register_profile("ci", max_examples=300, deadline=None, derandomize=Tru
                           phases=[Phase.explicit, Phase.generate])
 settings.register_profile("long", max_examples=7000, deadline=None, derandomize=False,
                           database=None, print_blob=True, suppress_health_check=_SLOW_OK)
+settings.register_profile("aarch64", max_examples=30, deadline=None, derandomize=True,
+                          database=None, print_blob=True, suppress_health_check=_SLOW_OK,
+                          phases=[Phase.explicit, Phase.generate])
 settings.register_profile("dev", max_examples=300, deadline=None, print_blob=True,
                           database=None, suppress_health_check=_SLOW_OK,
                           phases=[Phase.explicit, Phase.generate])
