@@ -40,7 +40,9 @@ class Builtin:
     """A framework's built-in objective that computes the same loss.
 
     objective: its name; params: (fastloss parameter, framework parameter)
-    pairs, e.g. (("q", "quantile_alpha"),); hessian: the mode it uses;
+    pairs, e.g. (("q", "quantile_alpha"),); booster: training parameters
+    the built-in sets besides its gradients, which a custom objective's
+    training must set to train the same model; hessian: the mode it uses;
     hess_factor: its Hessian over the exact one (a number, or a function of
     the number of classes); note: where the two still differ."""
     objective: str
@@ -48,6 +50,7 @@ class Builtin:
     hess_factor: Union[float, Callable[[int], float]] = 1.0
     params: Tuple[Tuple[str, str], ...] = ()
     extra: Tuple[Tuple[str, Any], ...] = ()
+    booster: Tuple[Tuple[str, Any], ...] = ()
     note: str = ""
 
     def factor(self, n_classes: int) -> float:
@@ -165,6 +168,12 @@ class Objective:
             out[theirs] = self.params.get(ours, self.loss.spec.param(ours).default)
         out.update(dict(b.extra))
         return out
+
+    def booster_params(self) -> dict:
+        """Training parameters the built-in sets itself (XGBoost's count:poisson
+        caps each leaf at max_delta_step = 0.7): pass them with this objective
+        to train the built-in's model.  Empty for most losses."""
+        return dict(self.builtin.booster) if self.builtin is not None else {}
 
     def describe(self) -> str:
         f = ""
@@ -380,7 +389,7 @@ def _init_classes(where, loss, y, w, n_classes) -> np.ndarray:
         t = 1.0
         while t > 1e-10:
             nv = value(c + t * step)
-            if nv <= v:
+            if nv <= v + 4e-16 * abs(v):
                 break
             t *= 0.5
         else:

@@ -99,6 +99,13 @@ class Objective:
         same loss (with this objective's parameter values), or None."""
         return self._core.builtin_params()
 
+    @property
+    def booster_params(self) -> dict:
+        """Training parameters the built-in objective sets besides its
+        gradients; pass them with this objective to train the same model
+        (usually empty)."""
+        return self._core.booster_params()
+
     def __call__(self, a, b, weight=None) -> Tuple[np.ndarray, np.ndarray]:
         if isinstance(b, _dataset_type()):
             y, w = _label_weight(b)

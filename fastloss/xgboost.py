@@ -40,8 +40,8 @@ BUILTINS = {
         "multi:softprob", hess_factor=2.0,
         note="Hessian max(2p(1-p) * w, 1e-16); the model's base_score is log-priors (3.x)"),
     "poisson": Builtin(
-        "count:poisson", hess_factor=math.exp(0.7),
-        note="Hessian exp(score + max_delta_step), max_delta_step = 0.7"),
+        "count:poisson", hess_factor=math.exp(0.7), booster=(("max_delta_step", 0.7),),
+        note="Hessian exp(score + 0.7); it also caps each leaf at max_delta_step = 0.7"),
     "tweedie": Builtin("reg:tweedie", params=(("power", "tweedie_variance_power"),)),
     "mae": Builtin(
         "reg:absoluteerror", hessian="constant",
@@ -85,6 +85,13 @@ class Objective:
         """The XGBoost parameters of the built-in objective that computes the
         same loss (with this objective's parameter values), or None."""
         return self._core.builtin_params()
+
+    @property
+    def booster_params(self) -> dict:
+        """Training parameters the built-in objective sets besides its
+        gradients; pass them with this objective to train the same model
+        (usually empty)."""
+        return self._core.booster_params()
 
     def __call__(self, a, b, *, sample_weight=None) -> Tuple[np.ndarray, np.ndarray]:
         if isinstance(b, _dmatrix_type()):
