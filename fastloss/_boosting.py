@@ -225,8 +225,8 @@ class Objective:
             f = self.builtin.factor(k)
             if f != 1.0:
                 np.multiply(h, f, out=h)
-        if self.hess_floor > 0:
-            np.maximum(h, self.hess_floor, out=h)
+        if self.hess_floor > 0 and h.size and h.min() < self.hess_floor:
+            np.maximum(h, self.hess_floor, out=h)     # a read pass when nothing is below
         return g, h
 
 

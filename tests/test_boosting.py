@@ -9,6 +9,7 @@ BUILTINS), NumPy's weighted mean / median / quantile, and row duplication
 tests skip when it is not installed.
 """
 import copy
+import importlib
 import pickle
 
 import numpy as np
@@ -260,8 +261,21 @@ def test_pickle_and_copy():
 
 # ------------------------------------------------------------- XGBoost
 
+def _framework(name, minversion):
+    """The framework, or a skip (ModuleNotFoundError when absent; OSError
+    when LightGBM's libgomp is missing)."""
+    try:
+        mod = importlib.import_module(name)
+    except (ImportError, OSError) as e:
+        pytest.skip(f"{name} is not importable: {e}")
+    have = tuple(int(x) for x in mod.__version__.split(".")[:2] if x.isdigit())
+    if have < minversion:
+        pytest.skip(f"{name} {mod.__version__} is older than {minversion}")
+    return mod
+
+
 def _xgb():
-    return pytest.importorskip("xgboost", minversion="2.1")
+    return _framework("xgboost", (2, 1))
 
 
 def _xgb_params(**kw):
@@ -394,7 +408,7 @@ def test_xgboost_sklearn_metric_and_weights():
 # ------------------------------------------------------------ LightGBM
 
 def _lgb():
-    return pytest.importorskip("lightgbm", minversion="4.0")
+    return _framework("lightgbm", (4, 0))
 
 
 def _lgb_params(**kw):
