@@ -544,3 +544,21 @@ def test_lightgbm_metric():
         if name == "cross_entropy":
             pf = np.asfortranarray(p)
             assert met(y, pf, w)[1] == pytest.approx(oracle, rel=1e-12)
+
+
+def test_example_trains():
+    _xgb()
+    _lgb()
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "boosting_custom_loss.py"
+    spec = importlib.util.spec_from_file_location("boosting_example", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    out = ex.run(n=4000, rounds=60, verbose=False)
+    for fw in ("xgboost", "lightgbm"):
+        # robust to the outliers: below the squared-error model's error
+        assert out[f"{fw} log_cosh (fastloss)"] < out[f"{fw} squared error"]
+        assert out[f"{fw} sigmoid_focal (fastloss)"] > 0.9
+    first, last = out["xgboost log_cosh metric, first and last round"]
+    assert last < first
