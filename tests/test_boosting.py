@@ -249,7 +249,8 @@ def test_init_score_is_the_best_constant():
 
 def test_pickle_and_copy():
     for mod in (flx, fll):
-        for obj in (mod.objective("huber", delta=2.0, hessian="exact"), mod.metric("quantile", q=0.3),
+        for obj in (mod.objective("huber", delta=2.0, hessian="exact"),
+                    mod.metric("quantile", q=0.3),
                     mod.objective("cross_entropy", label_smoothing=0.1)):
             for o2 in (pickle.loads(pickle.dumps(obj)), copy.deepcopy(obj)):
                 assert type(o2) is type(obj) and o2._core.params == obj._core.params
