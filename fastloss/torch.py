@@ -63,11 +63,17 @@ class _Cfg:
         self.cot = d["cot"]                # the last tensor is the cotangent
 
 
-@functools.lru_cache(maxsize=4096)
+_CFGS = {}       # config text -> _Cfg (a plain lookup: torch.compile traces it)
+
+
 def _cfg(text):
-    return _Cfg(json.loads(text))
+    c = _CFGS.get(text)
+    if c is None:
+        c = _CFGS[text] = _Cfg(json.loads(text))
+    return c
 
 
+@torch.compiler.assume_constant_result
 def _config(name, names, kw, wrt, method, cot=False):
     """The configuration string of a call (kw: a dict, or a tuple of its items)."""
     items = tuple(sorted(kw.items())) if isinstance(kw, dict) else kw
@@ -76,8 +82,10 @@ def _config(name, names, kw, wrt, method, cot=False):
 
 @functools.lru_cache(maxsize=4096)
 def _config_text(name, names, items, wrt, method, cot):
-    return json.dumps({"loss": name, "names": list(names), "kw": dict(items),
+    text = json.dumps({"loss": name, "names": list(names), "kw": dict(items),
                        "wrt": list(wrt), "method": method, "cot": cot}, sort_keys=True)
+    _cfg(text)
+    return text
 
 
 # ------------------------------------------------------------ the kernels
@@ -86,7 +94,10 @@ def _np(t):
     """A CPU tensor as a NumPy array without copying (bfloat16 via float32)."""
     if t.dtype == torch.bfloat16:
         t = t.float()
-    return t.detach().numpy()
+    try:
+        return t.detach().numpy()
+    except RuntimeError:         # a ZeroTensor (autograd's zero gradient), conj / neg views
+        return t.numpy(force=True)
 
 
 def _tt(a, dtype):
@@ -213,8 +224,11 @@ def _sum_to(t, shape):
     return t.sum(dim=dims, keepdim=True).reshape(shape) if dims else t.reshape(shape)
 
 
-class _Loss(torch.autograd.Function):
-    """value = loss(*arrays); saves the gradients of the inputs in wrt."""
+class _LossTraced(torch.autograd.Function):
+    """value = loss(*arrays); saves the gradients of the inputs in wrt.
+    (Dynamo traces Functions without jvp / vmap rules: this one is what
+    torch.compile sees; eager calls use _Loss, which says loudly that
+    forward mode and vmap are not implemented.)"""
 
     @staticmethod
     def forward(config, saved_mode, *arrays):
@@ -252,6 +266,7 @@ class _Loss(torch.autograd.Function):
         out = [res.get(n) for n in cfg.names]
         return (None, None) + tuple(out)
 
+class _Loss(_LossTraced):
     @staticmethod
     def jvp(ctx, *tangents):
         raise NotImplementedError(
@@ -263,6 +278,13 @@ class _Loss(torch.autograd.Function):
         raise NotImplementedError(
             "fastloss.torch: vmap is not implemented for fastloss losses; call the loss on "
             "the whole batch (reduction='none' gives per-sample values)")
+
+
+
+def _loss_apply(*args):
+    if torch.compiler.is_compiling():
+        return _LossTraced.apply(*args)
+    return _Loss.apply(*args)
 
 
 def _scaled(cfg, mode, gv, grads, shape):
@@ -340,12 +362,31 @@ class _Scaled(torch.autograd.Function):
                     "which fastloss does not compute; differentiate one input at a time")
             n = live[0]
             hcfg = _config(cfg.loss.name, cfg.names, cfg.kw, (n,), "hessian")
-            h, = _run(arrays, hcfg)
+            h = _Hessian.apply(hcfg, *arrays)
             gg = ggs[cfg.wrt.index(n)]
             c = gv if ctx.mode == "scalar" else _expand_cot(cfg, gv, shape)
             d_in[n] = gg * c * h
         return (None, None, d_gv) + tuple(d_in.get(n) for n in cfg.names) \
             + (None,) * len(grads)
+
+
+class _Hessian(torch.autograd.Function):
+    """The Hessian diagonal (a Function so that torch.func unwraps its
+    inputs); a third derivative is not implemented."""
+
+    @staticmethod
+    def forward(config, *arrays):
+        h, = _run(arrays, config)
+        return h
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.config = inputs[0]
+
+    @staticmethod
+    def backward(ctx, gh):
+        raise NotImplementedError(f"fastloss.torch.{_cfg(ctx.config).loss.name}: a third "
+                                  "derivative is not implemented")
 
 
 class _VJP(torch.autograd.Function):
@@ -369,6 +410,8 @@ class _VJP(torch.autograd.Function):
 
 # ------------------------------------------------------- public functions
 
+_fwad = torch.autograd.forward_ad
+_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _COMMON = ("reduction", "sample_weight", "axis", "n_threads")
 
 
@@ -451,6 +494,10 @@ def _make_function(spec):
         grad_on = torch.is_grad_enabled() and bool(wrt)
         if not grad_on:
             cfg = _config(name, names, kw, (), "value")
+            if _fwad._current_level >= 0 or any(map(_wrapped, tensors)):
+                # forward-mode AD or a torch.func transform (vmap): through the
+                # Function, whose jvp / vmap rules say what is not implemented
+                return _loss_apply(cfg, "scalar", *tensors)[0]
             return _run(tensors, cfg)[0]
         red = kw["reduction"]
         if red != "none" and "axis" not in kw:
@@ -461,7 +508,7 @@ def _make_function(spec):
             mode = "cotangent"
         method = "value" if mode == "cotangent" else "value_and_grad"
         cfg = _config(name, names, kw, wrt, method)
-        return _Loss.apply(cfg, mode, *tensors)[0]
+        return _loss_apply(cfg, mode, *tensors)[0]
 
     sig = _registry.signature(spec)
     f.__signature__ = sig
