@@ -50,7 +50,8 @@ _METHODS = ("value", "value_and_grad", "grad", "hessian")
 
 class _Cfg:
     """A parsed call configuration (the custom op's string argument)."""
-    __slots__ = ("loss", "spec", "names", "nin", "kw", "wrt", "method", "cot")
+    __slots__ = ("loss", "spec", "names", "nin", "kw", "wrt", "method", "cot", "wrt_kw",
+                 "single")
 
     def __init__(self, d):
         self.loss = _fl.losses[d["loss"]]
@@ -61,6 +62,11 @@ class _Cfg:
         self.wrt = tuple(d["wrt"])
         self.method = d["method"]
         self.cot = d["cot"]                # the last tensor is the cotangent
+        # wrt as the Loss method takes it: none when it is the default (the
+        # compiled fast path applies only then); single: one array comes back
+        full = self.wrt == self.spec.differentiable
+        self.wrt_kw = {} if full else {"wrt": self.wrt}
+        self.single = full and len(self.wrt) == 1
 
 
 _CFGS = {}       # config text -> _Cfg (a plain lookup: torch.compile traces it)
@@ -95,7 +101,7 @@ def _np(t):
     if t.dtype == torch.bfloat16:
         t = t.float()
     try:
-        return t.detach().numpy()
+        return t.detach().numpy() if t.requires_grad else t.numpy()
     except RuntimeError:         # a ZeroTensor (autograd's zero gradient), conj / neg views
         return t.numpy(force=True)
 
@@ -129,15 +135,17 @@ def _run_numpy(cfg, arrays):
     loss = cfg.loss
     if cfg.method == "value":
         return [_tt(loss(*ins, **kw), odt)]
-    wrt = cfg.wrt
+    kw.update(cfg.wrt_kw)
     if cfg.method == "value_and_grad":
-        v, g = loss.value_and_grad(*ins, wrt=wrt, **kw)
-        return [_tt(v, odt)] + [_tt(x, odt) for x in g]
+        v, g = loss.value_and_grad(*ins, **kw)
+        return [_tt(v, odt)] + ([_tt(g, odt)] if cfg.single else [_tt(x, odt) for x in g])
     if cfg.method == "grad":
-        return [_tt(x, odt) for x in loss.grad(*ins, wrt=wrt, **kw)]
-    if cfg.method == "hessian":
-        return [_tt(x, odt) for x in loss.hessian(*ins, wrt=wrt, **kw)]
-    raise ValueError(f"fastloss.torch: unknown method {cfg.method!r}")
+        g = loss.grad(*ins, **kw)
+    elif cfg.method == "hessian":
+        g = loss.hessian(*ins, **kw)
+    else:
+        raise ValueError(f"fastloss.torch: unknown method {cfg.method!r}")
+    return [_tt(g, odt)] if cfg.single else [_tt(x, odt) for x in g]
 
 
 def _sample_shape(spec, shape, kw):
@@ -260,6 +268,9 @@ class _LossTraced(torch.autograd.Function):
                 res = _vjp(ctx.config, gv, arrays)
         elif torch.is_grad_enabled():
             res = _Scaled.apply(ctx.config, ctx.saved_mode, gv, *arrays, *grads)
+        elif (ctx.saved_mode == "scalar" and not torch.compiler.is_compiling()
+              and gv.numel() == 1 and float(gv) == 1.0):
+            res = list(grads)           # loss.backward(): exact, no pass over memory
         else:
             res = _scaled(cfg, ctx.saved_mode, gv, grads, arrays[0].shape)
         res = dict(zip(cfg.wrt, res))
@@ -281,10 +292,27 @@ class _Loss(_LossTraced):
 
 
 
-def _loss_apply(*args):
+class _LossEager(torch.autograd.Function):
+    """_Loss in the classic form (forward takes ctx): Function.apply then
+    skips binding the arguments to forward's signature, ~10 us a call.
+    torch.func needs the setup_context form: wrapped tensors go to _Loss."""
+
+    @staticmethod
+    def forward(ctx, config, saved_mode, *arrays):
+        out = tuple(_run(arrays, config))
+        _LossTraced.setup_context(ctx, (config, saved_mode) + arrays, out)
+        return out
+
+    backward = _LossTraced.backward
+    jvp = _Loss.jvp
+
+
+def _loss_apply(config, mode, tensors):
     if torch.compiler.is_compiling():
-        return _LossTraced.apply(*args)
-    return _Loss.apply(*args)
+        return _LossTraced.apply(config, mode, *tensors)
+    if _fwad._current_level >= 0 or any(map(_wrapped, tensors)):
+        return _Loss.apply(config, mode, *tensors)
+    return _LossEager.apply(config, mode, *tensors)
 
 
 def _scaled(cfg, mode, gv, grads, shape):
@@ -416,6 +444,8 @@ _COMMON = ("reduction", "sample_weight", "axis", "n_threads")
 
 
 def _check_tensor(where, name, t):
+    if t.is_cpu and t.layout is torch.strided:
+        return
     if t.device.type != "cpu":
         raise TypeError(f"{where}: {name} is on the {t.device} device; fastloss runs on the "
                         f"CPU: move it there first ({name}.cpu())")
@@ -497,7 +527,7 @@ def _make_function(spec):
             if _fwad._current_level >= 0 or any(map(_wrapped, tensors)):
                 # forward-mode AD or a torch.func transform (vmap): through the
                 # Function, whose jvp / vmap rules say what is not implemented
-                return _loss_apply(cfg, "scalar", *tensors)[0]
+                return _loss_apply(cfg, "scalar", tensors)[0]
             return _run(tensors, cfg)[0]
         red = kw["reduction"]
         if red != "none" and "axis" not in kw:
@@ -508,7 +538,7 @@ def _make_function(spec):
             mode = "cotangent"
         method = "value" if mode == "cotangent" else "value_and_grad"
         cfg = _config(name, names, kw, wrt, method)
-        return _loss_apply(cfg, mode, *tensors)[0]
+        return _loss_apply(cfg, mode, tensors)[0]
 
     sig = _registry.signature(spec)
     f.__signature__ = sig
