@@ -39,6 +39,14 @@ def get(name):
 _core.set_loss_lookup(get, _call.bind_loss)
 
 
+def __getattr__(name):
+    # fastloss.torch imports torch: only when it is asked for
+    if name == "torch":
+        import importlib
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'fastloss' has no attribute {name!r}")
+
+
 def show_config(print_=True):
     """Version, compiler, OpenMP, SIMD level and threads of this build.
     Prints them and returns them as a dict."""
