@@ -262,6 +262,69 @@ class Metric:
 
 # ----------------------------------------------------------- intercepts
 
+class PublicObjective:
+    """What fastloss.xgboost.Objective and fastloss.lightgbm.Objective share:
+    the construction, the read-only attributes, repr and pickling; each
+    subclass sets FRAMEWORK and its library's calling conventions
+    (__call__)."""
+    FRAMEWORK: Framework
+
+    def __init__(self, name: str, hessian: Optional[str] = None, hess_floor: float = 1e-16,
+                 n_threads: Optional[int] = None, **params: Any):
+        self._core = Objective(self.FRAMEWORK, name, params, hessian, hess_floor, n_threads)
+        self.__name__ = name
+
+    name = property(lambda self: self._core.name)
+    params = property(lambda self: dict(self._core.params))
+    hessian = property(lambda self: self._core.hessian, doc="'exact' or 'constant'")
+    loss = property(lambda self: self._core.loss, doc="the fastloss Loss (parameters bound)")
+
+    @property
+    def builtin(self) -> Optional[dict]:
+        """The library's parameters of the built-in objective that computes
+        the same loss (with this objective's parameter values), or None."""
+        return self._core.builtin_params()
+
+    @property
+    def booster_params(self) -> dict:
+        """Training parameters the built-in objective sets besides its
+        gradients; pass them with this objective to train the same model
+        (usually empty)."""
+        return self._core.booster_params()
+
+    def __repr__(self) -> str:
+        return f"<fastloss.{self.FRAMEWORK.name} objective {self._core.describe()}>"
+
+    def __reduce__(self):
+        c = self._core
+        return (_rebuild_objective,
+                (type(self), c.name, c.params, c.hessian_arg, c.hess_floor, c.n_threads))
+
+
+def _rebuild_objective(cls, name, params, hessian, hess_floor, n_threads):
+    return cls(name, hessian, hess_floor, n_threads, **params)
+
+
+class PublicMetric:
+    """What the libraries' Metric classes share (see PublicObjective)."""
+    FRAMEWORK: Framework
+
+    def __init__(self, name: str, n_threads: Optional[int] = None, **params: Any):
+        self._core = Metric(self.FRAMEWORK, name, params, n_threads)
+        self.__name__ = name
+
+    def __repr__(self) -> str:
+        return f"<fastloss.{self.FRAMEWORK.name} metric {self.__name__}>"
+
+    def __reduce__(self):
+        return (_rebuild_metric, (type(self), self._core.name, self._core.params,
+                                  self._core.n_threads))
+
+
+def _rebuild_metric(cls, name, params, n_threads):
+    return cls(name, n_threads, **params)
+
+
 def init_score(name: str, y, sample_weight=None, *, n_classes: Optional[int] = None,
                **params) -> Union[float, np.ndarray]:
     """The best constant score: argmin_c sum_i w_i l(c, y_i).

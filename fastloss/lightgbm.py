@@ -27,7 +27,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ._boosting import Builtin, Framework, Metric as _Metric, Objective as _Objective
+from ._boosting import Builtin, Framework, PublicMetric, PublicObjective
 from ._boosting import base_margin, init_score
 
 __all__ = ["objective", "metric", "init_score", "base_margin", "BUILTINS"]
@@ -78,33 +78,12 @@ def _columns(preds):
     return p, -1
 
 
-class Objective:
+class Objective(PublicObjective):
     """A custom objective: ``f(preds, train_data)`` (lightgbm.train's
     params["objective"]) or ``f(y_true, y_pred, weight)`` (LGBMRegressor /
     LGBMClassifier) -> (grad, hess), per sample, of preds' shape."""
 
-    def __init__(self, name: str, hessian: Optional[str] = None, hess_floor: float = 1e-16,
-                 n_threads: Optional[int] = None, **params: Any):
-        self._core = _Objective(FRAMEWORK, name, params, hessian, hess_floor, n_threads)
-        self.__name__ = name
-
-    name = property(lambda self: self._core.name)
-    params = property(lambda self: dict(self._core.params))
-    hessian = property(lambda self: self._core.hessian, doc="'exact' or 'constant'")
-    loss = property(lambda self: self._core.loss, doc="the fastloss Loss (parameters bound)")
-
-    @property
-    def builtin(self) -> Optional[dict]:
-        """The LightGBM parameters of the built-in objective that computes the
-        same loss (with this objective's parameter values), or None."""
-        return self._core.builtin_params()
-
-    @property
-    def booster_params(self) -> dict:
-        """Training parameters the built-in objective sets besides its
-        gradients; pass them with this objective to train the same model
-        (usually empty)."""
-        return self._core.booster_params()
+    FRAMEWORK = FRAMEWORK
 
     def __call__(self, a, b, weight=None) -> Tuple[np.ndarray, np.ndarray]:
         if isinstance(b, _dataset_type()):
@@ -118,28 +97,15 @@ class Objective:
             return (g.T, h.T) if axis == 0 else (g, h)
         return self._core(preds, y, w)
 
-    def __repr__(self) -> str:
-        return f"<fastloss.lightgbm objective {self._core.describe()}>"
 
-    def __reduce__(self):
-        c = self._core
-        return (_make_objective, (c.name, c.params, c.hessian_arg, c.hess_floor, c.n_threads))
-
-
-def _make_objective(name, params, hessian, hess_floor, n_threads):
-    return Objective(name, hessian, hess_floor, n_threads, **params)
-
-
-class Metric:
+class Metric(PublicMetric):
     """A custom metric: ``f(preds, eval_data)`` (lightgbm.train's feval) or
     ``f(y_true, y_pred, weight)`` (the estimators' eval_metric) -> (name,
     value, False).  The value is the weighted mean loss (fastloss's own
     scale) on the raw scores, which LightGBM passes to a metric when the
     objective is custom."""
 
-    def __init__(self, name: str, n_threads: Optional[int] = None, **params: Any):
-        self._core = _Metric(FRAMEWORK, name, params, n_threads)
-        self.__name__ = name
+    FRAMEWORK = FRAMEWORK
 
     def __call__(self, a, b, weight=None) -> Tuple[str, float, bool]:
         if isinstance(b, _dataset_type()):
@@ -151,16 +117,6 @@ class Metric:
             p, axis = _columns(preds)
             return self.__name__, self._core(p, y, w, class_axis=axis), False
         return self.__name__, self._core(preds, y, w), False
-
-    def __repr__(self) -> str:
-        return f"<fastloss.lightgbm metric {self.__name__}>"
-
-    def __reduce__(self):
-        return (_make_metric, (self._core.name, self._core.params, self._core.n_threads))
-
-
-def _make_metric(name, params, n_threads):
-    return Metric(name, n_threads, **params)
 
 
 def objective(name: str, *, hessian: Optional[str] = None, hess_floor: float = 1e-16,

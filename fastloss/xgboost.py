@@ -23,7 +23,7 @@ from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from ._boosting import Builtin, Framework, Metric as _Metric, Objective as _Objective
+from ._boosting import Builtin, Framework, PublicMetric, PublicObjective
 from ._boosting import base_margin, init_score
 
 __all__ = ["objective", "metric", "init_score", "base_margin", "BUILTINS"]
@@ -65,33 +65,12 @@ def _label_weight(dmat) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     return y, (w if w.size else None)
 
 
-class Objective:
+class Objective(PublicObjective):
     """A custom objective: ``obj(predt, dtrain)`` (xgboost.train) or
     ``obj(y_true, y_pred, *, sample_weight=None)`` (XGBRegressor /
     XGBClassifier) -> (grad, hess), per sample, of predt's shape."""
 
-    def __init__(self, name: str, hessian: Optional[str] = None, hess_floor: float = 1e-16,
-                 n_threads: Optional[int] = None, **params: Any):
-        self._core = _Objective(FRAMEWORK, name, params, hessian, hess_floor, n_threads)
-        self.__name__ = name
-
-    name = property(lambda self: self._core.name)
-    params = property(lambda self: dict(self._core.params))
-    hessian = property(lambda self: self._core.hessian, doc="'exact' or 'constant'")
-    loss = property(lambda self: self._core.loss, doc="the fastloss Loss (parameters bound)")
-
-    @property
-    def builtin(self) -> Optional[dict]:
-        """The XGBoost parameters of the built-in objective that computes the
-        same loss (with this objective's parameter values), or None."""
-        return self._core.builtin_params()
-
-    @property
-    def booster_params(self) -> dict:
-        """Training parameters the built-in objective sets besides its
-        gradients; pass them with this objective to train the same model
-        (usually empty)."""
-        return self._core.booster_params()
+    FRAMEWORK = FRAMEWORK
 
     def __call__(self, a, b, *, sample_weight=None) -> Tuple[np.ndarray, np.ndarray]:
         if isinstance(b, _dmatrix_type()):
@@ -99,44 +78,21 @@ class Objective:
             return self._core(a, y, w)
         return self._core(b, a, sample_weight)
 
-    def __repr__(self) -> str:
-        return f"<fastloss.xgboost objective {self._core.describe()}>"
 
-    def __reduce__(self):
-        c = self._core
-        return (_make_objective, (c.name, c.params, c.hessian_arg, c.hess_floor, c.n_threads))
-
-
-def _make_objective(name, params, hessian, hess_floor, n_threads):
-    return Objective(name, hessian, hess_floor, n_threads, **params)
-
-
-class Metric:
+class Metric(PublicMetric):
     """A custom metric: ``f(predt, dmat) -> (name, value)`` (xgboost.train's
     custom_metric) or ``f(y_true, y_score, *, sample_weight=None) -> value``
     (the estimators' eval_metric).  The value is the weighted mean loss
     (fastloss's own scale) on the raw scores, which XGBoost passes to a custom
     metric when the objective is custom."""
 
-    def __init__(self, name: str, n_threads: Optional[int] = None, **params: Any):
-        self._core = _Metric(FRAMEWORK, name, params, n_threads)
-        self.__name__ = name
+    FRAMEWORK = FRAMEWORK
 
     def __call__(self, a, b, *, sample_weight=None) -> Union[float, Tuple[str, float]]:
         if isinstance(b, _dmatrix_type()):
             y, w = _label_weight(b)
             return self.__name__, self._core(a, y, w)
         return self._core(b, a, sample_weight)
-
-    def __repr__(self) -> str:
-        return f"<fastloss.xgboost metric {self.__name__}>"
-
-    def __reduce__(self):
-        return (_make_metric, (self._core.name, self._core.params, self._core.n_threads))
-
-
-def _make_metric(name, params, n_threads):
-    return Metric(name, n_threads, **params)
 
 
 def objective(name: str, *, hessian: Optional[str] = None, hess_floor: float = 1e-16,
