@@ -117,6 +117,19 @@ def _loss_for(where: str, name: str, params: dict):
     return loss.bind(**params) if params else loss
 
 
+def _as_arrays(family, preds, labels):
+    """The scores as a float array (float64 unless float32 / float64) and the
+    labels, reshaped to the scores' shape for an elementwise loss (the
+    libraries pass them flat)."""
+    preds = np.asarray(preds)
+    if preds.dtype not in (np.float32, np.float64):
+        preds = preds.astype(np.float64)
+    labels = np.asarray(labels)
+    if family == _EW and labels.shape != preds.shape and labels.size == preds.size:
+        labels = labels.reshape(preds.shape)
+    return preds, labels
+
+
 class Objective:
     """The framework-independent part of a custom objective: per-sample
     gradient and Hessian of one loss (see the module docstring)."""
@@ -192,12 +205,7 @@ class Objective:
 
     def __call__(self, preds, labels, weight=None, class_axis: int = -1):
         """(grad, hess) per sample: arrays of preds' shape and dtype."""
-        preds = np.asarray(preds)
-        if preds.dtype not in (np.float32, np.float64):
-            preds = preds.astype(np.float64)
-        labels = np.asarray(labels)
-        if self.family == _EW and labels.shape != preds.shape and labels.size == preds.size:
-            labels = labels.reshape(preds.shape)
+        preds, labels = _as_arrays(self.family, preds, labels)
         if weight is not None and np.size(weight) == 0:
             weight = None
         sw = self._weights(weight)
@@ -244,12 +252,7 @@ class Metric:
         self.n_threads = n_threads
 
     def __call__(self, preds, labels, weight=None, class_axis: int = -1) -> float:
-        preds = np.asarray(preds)
-        if preds.dtype not in (np.float32, np.float64):
-            preds = preds.astype(np.float64)
-        labels = np.asarray(labels)
-        if self.family == _EW and labels.shape != preds.shape and labels.size == preds.size:
-            labels = labels.reshape(preds.shape)
+        preds, labels = _as_arrays(self.family, preds, labels)
         kw: Dict[str, Any] = {}
         if weight is not None and np.size(weight) > 0:
             kw["sample_weight"] = weight

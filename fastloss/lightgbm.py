@@ -68,6 +68,15 @@ def _label_weight(ds) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     return y, (None if w is None or np.size(w) == 0 else w)
 
 
+def _arguments(a, b, weight):
+    """(scores, labels, weights) of either calling convention: the native
+    ``(preds, dataset)`` or the estimators' ``(y_true, y_pred, weight)``."""
+    if isinstance(b, _dataset_type()):
+        y, w = _label_weight(b)
+        return a, y, w
+    return b, a, weight
+
+
 def _columns(preds):
     """LightGBM's multiclass scores are an (n, K) view of column-major
     memory: their transpose is a C-contiguous (K, n) array with the classes
@@ -86,11 +95,7 @@ class Objective(PublicObjective):
     FRAMEWORK = FRAMEWORK
 
     def __call__(self, a, b, weight=None) -> Tuple[np.ndarray, np.ndarray]:
-        if isinstance(b, _dataset_type()):
-            y, w = _label_weight(b)
-            preds = a
-        else:
-            y, preds, w = a, b, weight
+        preds, y, w = _arguments(a, b, weight)
         if self._core.family == "class":
             p, axis = _columns(preds)
             g, h = self._core(p, y, w, class_axis=axis)
@@ -108,11 +113,7 @@ class Metric(PublicMetric):
     FRAMEWORK = FRAMEWORK
 
     def __call__(self, a, b, weight=None) -> Tuple[str, float, bool]:
-        if isinstance(b, _dataset_type()):
-            y, w = _label_weight(b)
-            preds = a
-        else:
-            y, preds, w = a, b, weight
+        preds, y, w = _arguments(a, b, weight)
         if self._core.family == "class":
             p, axis = _columns(preds)
             return self.__name__, self._core(p, y, w, class_axis=axis), False
