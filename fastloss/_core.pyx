@@ -924,8 +924,14 @@ cdef class Loss:
         cdef object y_pred = args[0]
         cdef object y_true = args[1]
         if self.cls_kernel >= 0:
-            if type(y_pred) is not cnp.ndarray or type(y_true) is not cnp.ndarray:
+            if type(y_pred) is not cnp.ndarray:
                 return _MISS
+            if type(y_true) is not cnp.ndarray:
+                # labels of another library on the CPU (a torch / JAX integer
+                # tensor beside NumPy logits): a zero-copy view by DLPack
+                y_true = _dlpack_array(y_true)
+                if y_true is None:
+                    return _MISS
             return self._fast_cls(method, <cnp.ndarray>y_pred, <cnp.ndarray>y_true, kwargs)
         if self.kernel < 0:
             return _MISS

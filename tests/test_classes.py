@@ -1852,3 +1852,25 @@ def test_margin_simd_rows_match_portable(C):
             for a, b in zip(res[True], res[False]):
                 same = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= eps * np.abs(b))
                 assert same.all(), (kw, red, np.argwhere(~same)[:5])
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_torch_label_tensor_beside_numpy_logits(spec):
+    """Integer labels as a torch CPU tensor beside NumPy logits (what a
+    PyTorch data loader hands over): the same bits as NumPy labels, and a
+    label out of range is the same ValueError, nothing written to out=."""
+    torch = pytest.importorskip("torch")
+    L = loss_of(spec)
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((300, 7)).astype(np.float32)
+    y = rng.integers(0, 7, 300)
+    for yt in (torch.from_numpy(y), torch.from_numpy(y.astype(np.int32))):
+        v0, g0 = L.value_and_grad(z, y)
+        v1, g1 = L.value_and_grad(z, yt)
+        assert np.array_equal(np.asarray(v0), np.asarray(v1)) and np.array_equal(g0, g1)
+        bad = yt.clone()
+        bad[299] = 7
+        out = np.full_like(z, 3.0)
+        with pytest.raises(ValueError):
+            L.value_and_grad(z, bad, out=out)
+        assert (out == 3.0).all()
