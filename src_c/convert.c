@@ -34,32 +34,17 @@
 PROBE(float, fl_probe_f32)
 PROBE(double, fl_probe_f64)
 
-/* Data checks (e.g. probabilities in [0, 1]): whether any of n contiguous
- * values lies outside [lo, hi] (open ends when lo_open / hi_open); NaN
- * passes.  A vectorized any-pass; the caller finds the index when needed. */
-#define RANGE_CHECK(T, NAME)                                                  \
-    static int NAME##_any(const T *FL_RESTRICT v, fl_idx n, T lo,   \
-                                    T hi, int lo_open, int hi_open)           \
-    {                                                                         \
-        int bad = 0;                                                          \
-        if (lo_open || hi_open) {                                             \
-            _Pragma("omp simd reduction(|:bad)")                              \
-            for (fl_idx i = 0; i < n; i++)                                    \
-                bad |= (lo_open ? v[i] <= lo : v[i] < lo) |                   \
-                       (hi_open ? v[i] >= hi : v[i] > hi);                    \
-        } else {                                                              \
-            _Pragma("omp simd reduction(|:bad)")                              \
-            for (fl_idx i = 0; i < n; i++) bad |= (v[i] < lo) | (v[i] > hi);  \
-        }                                                                     \
-        return bad;                                                           \
-    }                                                                         \
-    int NAME(const T *v, fl_idx n, double lo, double hi, int lo_open, int hi_open) \
-    {                                                                         \
-        return NAME##_any(v, n, (T)lo, (T)hi, lo_open, hi_open);              \
-    }
+/* Data checks on an interval (fl_outside_any_*, fl_internal.h), with the
+ * bounds of the declaration in double */
+int fl_outside_f32(const float *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
+{
+    return fl_outside_any_f32(v, n, (float)lo, (float)hi, lo_open, hi_open);
+}
 
-RANGE_CHECK(float, fl_outside_f32)
-RANGE_CHECK(double, fl_outside_f64)
+int fl_outside_f64(const double *v, fl_idx n, double lo, double hi, int lo_open, int hi_open)
+{
+    return fl_outside_any_f64(v, n, lo, hi, lo_open, hi_open);
+}
 
 /* Data checks on a finite set of allowed values (e.g. hinge labels in
  * {-1, 0, 1}): whether any of n contiguous values is neither NaN nor one of

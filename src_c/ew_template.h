@@ -216,23 +216,6 @@ static const T *SFX(load)(const char *src, int type, fl_idx s, fl_idx n,
  * streamed or not, so the sums round alike on both paths. */
 #define EW_BIG 4096
 
-/* Whether any of v[0..n) lies outside [lo, hi] (open: bit 0 the low end,
- * bit 1 the high one); NaN passes.  The fused data check (fl_ew_args). */
-static inline int SFX(outside_blk)(const T *FL_RESTRICT v, fl_idx n, T lo, T hi, int open)
-{
-    int bad = 0;
-    if (open == 0) {
-        _Pragma("omp simd reduction(|:bad)")
-        for (fl_idx i = 0; i < n; i++) bad |= (v[i] < lo) | (v[i] > hi);
-    } else {
-        const int lo_open = open & 1, hi_open = (open >> 1) & 1;
-        _Pragma("omp simd reduction(|:bad)")
-        for (fl_idx i = 0; i < n; i++)
-            bad |= (lo_open ? v[i] <= lo : v[i] < lo) | (hi_open ? v[i] >= hi : v[i] > hi);
-    }
-    return bad;
-}
-
 /* Process the flat C-order index range [start, end) of the iteration space.
  * stream: the one output (grad or hess) is written by streaming stores
  * (contiguous rows; see ew_run).  nd: the kernel's derivative outputs; a
@@ -310,7 +293,7 @@ static double SFX(ew_range)(SFX(block_fn) fn, int mode, int nd, const PRM *prm,
                 in_[k] = contiguous ? (const T *)src
                                     : SFX(load)(src, typ[k], inner[k], m, bufs[k]);
             }
-            if (chk_bad && SFX(outside_blk)(in_[chk_op], m, chk_lo, chk_hi, chk_open)) {
+            if (chk_bad && SFX(fl_outside_any)(in_[chk_op], m, chk_lo, chk_hi, chk_open & 1, chk_open >> 1)) {
                 __atomic_store_n(chk_bad, 1, __ATOMIC_RELAXED);
                 break;
             }

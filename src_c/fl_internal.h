@@ -94,4 +94,28 @@ static inline int fl_threads_for(int nthreads, fl_idx work, fl_idx min_per_threa
     return nthreads < 1 ? 1 : nthreads;
 }
 
+/* Data checks (e.g. probabilities in [0, 1]): whether any of v[0..n) lies
+ * outside [lo, hi] (open ends when lo_open / hi_open); NaN passes.  A
+ * vectorized any-pass, shared by the check pass (convert.c) and the check
+ * fused into the elementwise pass (ew_template.h). */
+#define FL_OUTSIDE_ANY(T, NAME)                                               \
+    static inline int NAME(const T *FL_RESTRICT v, fl_idx n, T lo, T hi,      \
+                           int lo_open, int hi_open)                          \
+    {                                                                         \
+        int bad = 0;                                                          \
+        if (lo_open || hi_open) {                                             \
+            _Pragma("omp simd reduction(|:bad)")                              \
+            for (fl_idx i = 0; i < n; i++)                                    \
+                bad |= (lo_open ? v[i] <= lo : v[i] < lo) |                   \
+                       (hi_open ? v[i] >= hi : v[i] > hi);                    \
+        } else {                                                              \
+            _Pragma("omp simd reduction(|:bad)")                              \
+            for (fl_idx i = 0; i < n; i++) bad |= (v[i] < lo) | (v[i] > hi);  \
+        }                                                                     \
+        return bad;                                                           \
+    }
+FL_OUTSIDE_ANY(float, fl_outside_any_f32)
+FL_OUTSIDE_ANY(double, fl_outside_any_f64)
+#undef FL_OUTSIDE_ANY
+
 #endif

@@ -1981,7 +1981,7 @@ RANGE_CHECKED = [(s, c) for s in ALL_LOSSES if s.family == "elementwise"
 def test_range_check_in_the_pass(spec, chk, dtype):
     """A range check of the data (poisson's y_true >= 0, ...) runs inside
     the kernel's pass when every output is fresh (no pass of its own; the
-    fast path, src_c/ew_template.h outside_blk) and before anything is
+    fast path: fl_ew_args.chk_*, the same fl_outside_any_* as the check pass) and before anything is
     written when out= is given.  A bad value in the first, a middle or the
     last block, at 1 and 2 threads, by every method: the same ValueError
     as the generic path's, naming the argument; a provided out= untouched;
